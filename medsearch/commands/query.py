@@ -1,0 +1,135 @@
+"""`medsearch query IMAGE...`: the k most similar stored cases of each image, their labels, and their vote."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..encoders import Preprocess, load_encoder
+from ..errors import ImageError, MedsearchError
+from ..images import load_image
+from ..index import load_index, search
+from ..store import ModelData, StoreData, provenance, read_store
+
+
+def query(images: list[str], *, index_dir: str, model: str | None = None, k: int = 10,
+          exclude_self: bool = True, weighting: str = "similarity", head: str | None = None,
+          device: str = "cpu") -> list[dict]:
+    """Search the store in ``index_dir`` with each image; returns one result dict per image."""
+    if not images:
+        raise MedsearchError("give at least one query image")
+    if k < 1:
+        raise MedsearchError("-k must be at least 1")
+    data = read_store(index_dir)
+    key, m = data.model(model)
+    encoder = encoder_for(m, device=device)
+    faiss_index = load_index(Path(index_dir) / m.attrs.get("index_file", f"{key}.faiss"), dim=m.dim,
+                             ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
+    batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
+    queries = encoder.encode(batch)
+    own_rows = _own_rows(data, images) if exclude_self else [None] * len(images)
+    sims, rows = search(faiss_index, queries, k + (1 if exclude_self else 0))
+    linear_head = _load_head(head, key) if head else None
+    results = []
+    for qi, path in enumerate(images):
+        keep = [(s, r) for s, r in zip(sims[qi], rows[qi]) if r >= 0 and r != own_rows[qi]][:k]
+        neighbours = [_neighbour(data, rank, int(r), float(s)) for rank, (s, r) in enumerate(keep, 1)]
+        result = {"query": path, "model": key, "excluded_self": own_rows[qi] is not None,
+                  "neighbours": neighbours,
+                  "vote": vote_shares(data, [r for _, r in keep], [s for s, _ in keep], weighting)}
+        if linear_head is not None:
+            probs = linear_head.predict_proba(queries[qi:qi + 1])[0]
+            result["head"] = {"name": linear_head.name, "probabilities": _named(data, probs)}
+        results.append(result)
+    return results
+
+
+def encoder_for(m: ModelData, *, device: str = "cpu"):
+    """Rebuild the encoder a model's embeddings were made with, from its recorded provenance."""
+    prov = provenance(m)
+    source = prov.get("weights_source", "")
+    weights = source[len("file:"):] if source.startswith("file:") else None
+    encoder = load_encoder(prov["encoder"], weights=weights, random_init=source == "random-init", device=device,
+                           preprocess=Preprocess.from_dict(prov["preprocess"]))
+    if prov.get("weights_sha256") and encoder.weights_sha256 != prov["weights_sha256"]:
+        raise MedsearchError(f"the weights of '{prov['encoder']}' differ from those the store was built with "
+                             f"({weights or source}): restore the original weights file or re-index")
+    return encoder
+
+
+def _read_query(path: str, draft_size: int):
+    try:
+        return load_image(path, draft_size=draft_size)
+    except ImageError as exc:
+        raise MedsearchError(f"cannot read query image '{path}': {exc}; give a JPEG or PNG file") from None
+
+
+def _own_rows(data: StoreData, images: list[str]) -> list[int | None]:
+    """Store row of each query image when the query is itself a stored file (matched by real path)."""
+    root = data.attrs.get("dataset_root", "")
+    if not root or root.endswith(".npz"):
+        return [None] * len(images)
+    by_path = {os.path.realpath(os.path.join(root, s)): r for r, s in enumerate(data.sources)}
+    return [by_path.get(os.path.realpath(p)) for p in images]
+
+
+def _labels_of(data: StoreData, row: int) -> list[str]:
+    y = data.labels[row]
+    if data.task == "multilabel":
+        return [data.label_names[j] for j in np.flatnonzero(y)]
+    return [data.label_names[int(y)]]
+
+
+def _neighbour(data: StoreData, rank: int, row: int, sim: float) -> dict:
+    out = {"rank": rank, "row": row, "id": data.ids[row], "labels": _labels_of(data, row),
+           "similarity": round(sim, 4), "source": data.sources[row]}
+    if data.groups is not None:
+        out["group"] = data.groups[row]
+    return out
+
+
+def vote_shares(data: StoreData, rows: list[int], sims: list[float], weighting: str) -> dict[str, float]:
+    """Share of the neighbours' (similarity-weighted) vote per label; for multilabel, per-label shares."""
+    if not rows:
+        return {}
+    w = np.ones(len(rows)) if weighting == "uniform" else np.maximum(np.asarray(sims, dtype=np.float64), 0) + 1e-9
+    y = data.labels[rows]
+    if data.task == "multilabel":
+        shares = (w[:, None] * y).sum(0) / w.sum()
+    else:
+        shares = np.bincount(y, weights=w, minlength=len(data.label_names)) / w.sum()
+    return _named(data, shares)
+
+
+def _named(data: StoreData, values) -> dict[str, float]:
+    return {name: round(float(v), 4) for name, v in zip(data.label_names, values)}
+
+
+def _load_head(path: str, key: str):
+    from ..heads import load_head  # only needed when a head is asked for
+
+    head = load_head(path)
+    if getattr(head, "model_key", key) != key:
+        raise MedsearchError(f"head '{path}' was trained on '{head.model_key}' embeddings, not '{key}': "
+                             "pass --model to match it")
+    return head
+
+
+def format_results(results: list[dict]) -> str:
+    """Plain-text rendering of query results for the terminal."""
+    lines = []
+    for res in results:
+        lines.append(f"query: {res['query']}  (model {res['model']}"
+                     f"{', itself excluded' if res['excluded_self'] else ''})")
+        lines.append(f"  {'rank':>4}  {'similarity':>10}  {'label(s)':<24}  id / path")
+        for n in res["neighbours"]:
+            labels = ", ".join(n["labels"]) or "-"
+            lines.append(f"  {n['rank']:>4}  {n['similarity']:>10.4f}  {labels:<24.24}  {n['source']}")
+        top = sorted(res["vote"].items(), key=lambda kv: -kv[1])
+        lines.append("  k-NN vote: " + ", ".join(f"{name} {share:.0%}" for name, share in top if share > 0))
+        if "head" in res:
+            probs = sorted(res["head"]["probabilities"].items(), key=lambda kv: -kv[1])
+            lines.append(f"  {res['head']['name']}: " + ", ".join(f"{n} {p:.0%}" for n, p in probs[:5]))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
