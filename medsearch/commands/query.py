@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import knn
 from ..encoders import Preprocess, load_encoder
 from ..errors import ImageError, MedsearchError
 from ..images import load_image
@@ -93,12 +94,9 @@ def vote_shares(data: StoreData, rows: list[int], sims: list[float], weighting: 
     """Share of the neighbours' (similarity-weighted) vote per label; for multilabel, per-label shares."""
     if not rows:
         return {}
-    w = np.ones(len(rows)) if weighting == "uniform" else np.maximum(np.asarray(sims, dtype=np.float64), 0) + 1e-9
     y = data.labels[rows]
-    if data.task == "multilabel":
-        shares = (w[:, None] * y).sum(0) / w.sum()
-    else:
-        shares = np.bincount(y, weights=w, minlength=len(data.label_names)) / w.sum()
+    hot = y if data.task == "multilabel" else np.eye(len(data.label_names))[y]
+    shares = knn.vote_shares(np.asarray([sims]), np.arange(len(rows))[None], hot, weighting)[0]
     return _named(data, shares)
 
 

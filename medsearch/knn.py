@@ -1,0 +1,158 @@
+"""k-nearest-neighbour voting over a FAISS inner-product index (cosine similarity when normalised).
+
+Vote shares
+- uniform: the fraction of the k neighbours in each class.
+- similarity: each neighbour weighs max(cosine, 0) + 1e-6; the epsilon keeps the vote defined (and
+  uniform) when every neighbour has similarity <= 0. Shares are normalised to sum to 1.
+- multilabel: for each label, the (weighted) share of neighbours positive for it; each in [0, 1],
+  rows do not sum to 1.
+If k exceeds the number of training vectors, all training vectors are used.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from medsearch.errors import MedsearchError
+from medsearch.metrics import auc_aligned
+
+KNN_K_GRID = (1, 3, 5, 7, 9, 11, 15, 21, 31, 41, 51)
+WEIGHTS = ("uniform", "similarity")
+_EPS = 1e-6
+
+
+def _as_vectors(X, normalize: bool) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise MedsearchError(f"expected a non-empty 2-D array of vectors, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise MedsearchError("vectors contain NaN or infinite values; re-embed the affected images")
+    if normalize:
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        X = X / np.where(norms > 0, norms, 1.0)  # zero vectors stay zero
+    return np.ascontiguousarray(X)
+
+
+def build_index(X, normalize: bool = True) -> faiss.IndexFlatIP:
+    vectors = _as_vectors(X, normalize)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index
+
+
+def search(index: faiss.Index, X, k: int, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(similarities, indices), each (n, min(k, index size)), nearest first."""
+    queries = _as_vectors(X, normalize)
+    if queries.shape[1] != index.d:
+        raise MedsearchError(f"query vectors have {queries.shape[1]} dimensions but the index has {index.d}")
+    return index.search(queries, min(int(k), index.ntotal))
+
+
+def vote_shares(similarities: np.ndarray, indices: np.ndarray, label_matrix: np.ndarray, weights: str) -> np.ndarray:
+    """(n, C) vote shares from neighbour lists; ``label_matrix`` is one-hot or multi-hot (n_train, C)."""
+    if weights == "uniform":
+        w = np.ones(similarities.shape, dtype=np.float64)
+    else:
+        w = np.maximum(similarities.astype(np.float64), 0.0) + _EPS
+    votes = np.einsum("qk,qkc->qc", w, label_matrix[indices])
+    return votes / w.sum(axis=1, keepdims=True)
+
+
+def _check_params(k, weights) -> None:
+    if weights not in WEIGHTS:
+        raise MedsearchError(f"unknown k-NN weighting {weights!r}; use one of {', '.join(WEIGHTS)}")
+    if int(k) < 1:
+        raise MedsearchError(f"k must be at least 1, got {k}")
+
+
+class KNNVoter(ClassifierMixin, BaseEstimator):
+    """Cosine k-NN classifier with a FAISS IndexFlatIP; sklearn-compatible (clone, GridSearchCV, deepcopy).
+
+    ``y`` is 1-D class values (any values; ``classes_`` = np.unique(y)) or a 2-D 0/1 matrix for
+    multilabel (``classes_`` = arange(L)). The FAISS index is serialised to bytes when pickled or
+    deep-copied, since FAISS objects are not picklable themselves.
+    """
+
+    def __init__(self, k: int = 10, weights: str = "similarity", normalize: bool = True):
+        self.k = k
+        self.weights = weights
+        self.normalize = normalize
+
+    def fit(self, X, y):
+        _check_params(self.k, self.weights)
+        y = np.asarray(y)
+        X = np.asarray(X)
+        if y.shape[0] != X.shape[0]:
+            raise MedsearchError(f"{X.shape[0]} vectors but {y.shape[0]} labels; pass one label row per vector")
+        if y.ndim == 2:
+            self.multilabel_ = True
+            self.classes_ = np.arange(y.shape[1])
+            self.label_matrix_ = (y != 0).astype(np.float32)
+        elif y.ndim == 1:
+            self.multilabel_ = False
+            self.classes_, encoded = np.unique(y, return_inverse=True)
+            self.label_matrix_ = np.eye(self.classes_.size, dtype=np.float32)[encoded]
+        else:
+            raise MedsearchError(f"labels must be 1-D classes or a 2-D 0/1 matrix, got shape {y.shape}")
+        self.index_ = build_index(X, self.normalize)
+        self.n_features_in_ = self.index_.d
+        return self
+
+    def kneighbors(self, X, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self, "index_")
+        return search(self.index_, X, self.k if k is None else k, self.normalize)
+
+    def predict_proba(self, X) -> np.ndarray:
+        similarities, indices = self.kneighbors(X)
+        return vote_shares(similarities, indices, self.label_matrix_, self.weights)
+
+    def predict(self, X) -> np.ndarray:
+        shares = self.predict_proba(X)
+        if self.multilabel_:
+            return (shares >= 0.5).astype(int)
+        return self.classes_[shares.argmax(axis=1)]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        if isinstance(state.get("index_"), faiss.Index):
+            state["index_"] = faiss.serialize_index(state["index_"])
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("index_"), np.ndarray):
+            state["index_"] = faiss.deserialize_index(state["index_"])
+        self.__dict__.update(state)
+
+
+def cv_select_k(
+    X, y, task: str, folds, ks=KNN_K_GRID, weights: str = "similarity", normalize: bool = True
+) -> tuple[int, dict[int, float]]:
+    """Choose k by cross-validated AUC with one FAISS search per fold (max(ks) neighbours).
+
+    Gives the same fold scores as GridSearchCV over KNNVoter(k) with the AUC scorer, but each fold is
+    searched once and every k is scored from the prefix of the neighbour list. Returns
+    (best_k, {k: mean AUC over folds}); ties go to the smallest k.
+    """
+    ks = sorted(int(k) for k in ks)
+    if not ks:
+        raise MedsearchError("no k values to try; pass at least one k")
+    _check_params(ks[-1], weights)
+    X = np.asarray(X)
+    y = np.asarray(y)
+    fold_scores = {k: [] for k in ks}
+    for train_idx, test_idx in folds:
+        voter = KNNVoter(k=ks[-1], weights=weights, normalize=normalize).fit(X[train_idx], y[train_idx])
+        similarities, indices = voter.kneighbors(X[test_idx], ks[-1])
+        for k in ks:
+            shares = vote_shares(similarities[:, :k], indices[:, :k], voter.label_matrix_, weights)
+            fold_scores[k].append(auc_aligned(y[test_idx], shares, task, voter.classes_))
+    mean_scores = {k: float(np.mean(v)) for k, v in fold_scores.items()}
+    finite = {k: s for k, s in mean_scores.items() if np.isfinite(s)}
+    if not finite:
+        raise MedsearchError("k-NN AUC is undefined in every fold; each fold needs every class in its test part")
+    best_k = max(finite, key=lambda k: (finite[k], -k))
+    return best_k, mean_scores
+

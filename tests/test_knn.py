@@ -1,0 +1,121 @@
+import copy
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from threadpoolctl import threadpool_limits
+
+from medsearch.errors import MedsearchError
+from medsearch.heads import auc_scorer
+from medsearch.knn import KNN_K_GRID, KNNVoter, cv_select_k
+from medsearch.splits import cv_splits
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny arrays: BLAS/OpenMP thread start-up would dominate the run time on a shared machine."""
+    with threadpool_limits(1):
+        yield
+
+
+def _data(n=120, d=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1.0, (classes, d))
+    y = np.arange(n) % classes
+    return centres[y] + rng.normal(0, 1.0, (n, d)), y
+
+
+def _brute_force_shares(X_train, labels, X_query, k, weights):
+    """Reference k-NN in numpy: cosine similarity, top k, (weighted) label shares."""
+    a = X_train / np.linalg.norm(X_train, axis=1, keepdims=True)
+    q = X_query / np.linalg.norm(X_query, axis=1, keepdims=True)
+    sims = q @ a.T
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    top_sims = np.take_along_axis(sims, top, axis=1)
+    w = np.ones_like(top_sims) if weights == "uniform" else np.maximum(top_sims, 0) + 1e-6
+    return np.einsum("qk,qkc->qc", w, labels[top]) / w.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "similarity"])
+@pytest.mark.parametrize("k", [1, 5, 17])
+def test_matches_brute_force_multiclass(weights, k):
+    X, y = _data()
+    Q, _ = _data(n=30, seed=1)
+    voter = KNNVoter(k=k, weights=weights).fit(X, y)
+    expected = _brute_force_shares(X, np.eye(3)[y], Q, k, weights)
+    assert np.allclose(voter.predict_proba(Q), expected, atol=1e-5)
+    assert np.allclose(voter.predict_proba(Q).sum(axis=1), 1.0)
+    assert np.array_equal(voter.predict(Q), expected.argmax(axis=1))
+
+
+@pytest.mark.parametrize("weights", ["uniform", "similarity"])
+def test_matches_brute_force_multilabel(weights):
+    X, _ = _data()
+    rng = np.random.default_rng(2)
+    Y = (rng.random((120, 4)) < 0.4).astype(int)
+    Q, _ = _data(n=25, seed=3)
+    voter = KNNVoter(k=7, weights=weights).fit(X, Y)
+    expected = _brute_force_shares(X, Y.astype(float), Q, 7, weights)
+    shares = voter.predict_proba(Q)
+    assert shares.shape == (25, 4) and np.allclose(shares, expected, atol=1e-5)
+    assert np.array_equal(voter.predict(Q), (expected >= 0.5).astype(int))
+    assert np.array_equal(voter.classes_, np.arange(4))
+
+
+def test_binary_returns_two_columns_and_maps_class_values():
+    X, y = _data(classes=2)
+    labels = np.array(["benign", "malignant"])[y]
+    voter = KNNVoter(k=5).fit(X, labels)
+    assert voter.predict_proba(X[:4]).shape == (4, 2)
+    assert set(voter.predict(X)) <= {"benign", "malignant"}
+    coded = KNNVoter(k=5).fit(X, np.array([3, 9])[y])
+    assert set(coded.predict(X).tolist()) <= {3, 9}
+
+
+def test_k_larger_than_training_set_uses_all_vectors():
+    X, y = _data(n=12)
+    voter = KNNVoter(k=50, weights="uniform").fit(X, y)
+    similarities, indices = voter.kneighbors(X[:2])
+    assert indices.shape == (2, 12)
+    assert np.allclose(voter.predict_proba(X[:2]), np.bincount(y, minlength=3) / 12)
+
+
+def test_all_negative_similarities_fall_back_to_uniform_votes():
+    X = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2]])
+    voter = KNNVoter(k=3, weights="similarity").fit(X, [0, 1, 1])
+    assert np.allclose(voter.predict_proba([[-1.0, 0.0]]), [[1 / 3, 2 / 3]])
+
+
+def test_clone_deepcopy_and_pickle_round_trip():
+    X, y = _data()
+    voter = KNNVoter(k=3, weights="uniform").fit(X, y)
+    assert clone(voter).get_params() == voter.get_params()
+    for other in (copy.deepcopy(voter), pickle.loads(pickle.dumps(voter))):
+        assert np.array_equal(other.predict_proba(X), voter.predict_proba(X))
+
+
+def test_bad_parameters_raise():
+    X, y = _data()
+    with pytest.raises(MedsearchError):
+        KNNVoter(weights="distance").fit(X, y)
+    with pytest.raises(MedsearchError):
+        KNNVoter(k=0).fit(X, y)
+    with pytest.raises(MedsearchError):
+        KNNVoter().fit(X, y).predict(X[:, :3])
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+@pytest.mark.parametrize("weights", ["uniform", "similarity"])
+def test_cv_select_k_agrees_with_grid_search(task, weights):
+    X, y = _data(n=150, classes=2 if task == "binary" else 3, seed=4)
+    if task == "multilabel":
+        rng = np.random.default_rng(5)
+        y = np.column_stack([y == 0, y == 1, rng.random(150) < 0.3]).astype(int)
+    folds = cv_splits(y, task, n_splits=5, seed=0)
+    ks = KNN_K_GRID[:8]
+    best_k, scores = cv_select_k(X, y, task, folds, ks=ks, weights=weights)
+    search = GridSearchCV(KNNVoter(weights=weights), {"k": list(ks)}, scoring=auc_scorer(task), cv=folds).fit(X, y)
+    assert best_k == search.best_params_["k"]
+    assert np.allclose([scores[k] for k in ks], search.cv_results_["mean_test_score"])
