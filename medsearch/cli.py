@@ -89,6 +89,7 @@ def index_cmd(dataset, label_cols, quiet, as_json, **kwargs):
 @click.option("--model", help="Which model's embeddings to search (needed when the store holds several).")
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--include-self", is_flag=True, help="Keep a query that is itself in the store among its neighbours.")
+@click.option("--exclude-id", "exclude_ids", multiple=True, help="Leave this stored row id out of the neighbours (repeatable).")
 @click.option("--weighting", default="similarity", type=click.Choice(["similarity", "uniform"]), show_default=True)
 @click.option("--head", help="A head saved by `medsearch eval --save-head` (.npz) to print class probabilities.")
 @click.option("--device", default="cpu", show_default=True)

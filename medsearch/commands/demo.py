@@ -31,7 +31,7 @@ def demo(*, dataset: str = "breastmnist", out: str | None = None, model: str = D
         image, label = z["test_images"][0], int(z["test_labels"][0][0])
     query_png = out_dir / "demo_query.png"
     array_to_image(image).save(query_png)
-    results = query([str(query_png)], index_dir=str(out_dir), model=model, k=k)
+    results = query([str(query_png)], index_dir=str(out_dir), model=model, k=k, exclude_ids=("test/0",))
     summary = info(str(out_dir))
     report = [format_info(summary),
               f"query: the first official test image of {dataset} (true label: {read_store(out_dir).label_names[label]})",

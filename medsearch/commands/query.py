@@ -15,9 +15,11 @@ from ..store import ModelData, StoreData, provenance, read_store
 
 
 def query(images: list[str], *, index_dir: str, model: str | None = None, k: int = 10,
-          exclude_self: bool = True, weighting: str = "similarity", head: str | None = None,
-          device: str = "cpu") -> list[dict]:
-    """Search the store in ``index_dir`` with each image; returns one result dict per image."""
+          exclude_self: bool = True, exclude_ids: tuple[str, ...] = (), weighting: str = "similarity",
+          head: str | None = None, device: str = "cpu") -> list[dict]:
+    """Search the store in ``index_dir`` with each image; returns one result dict per image.
+    A query that is a stored file is left out of its own neighbours (``exclude_self``); ``exclude_ids``
+    leaves out named rows, e.g. an image taken from an .npz store."""
     if not images:
         raise MedsearchError("give at least one query image")
     if k < 1:
@@ -30,13 +32,16 @@ def query(images: list[str], *, index_dir: str, model: str | None = None, k: int
     batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
     own_rows = _own_rows(data, images) if exclude_self else [None] * len(images)
-    sims, rows = search(faiss_index, queries, k + (1 if exclude_self else 0))
+    excluded = _rows_of_ids(data, exclude_ids)
+    sims, rows = search(faiss_index, queries, k + (1 if exclude_self else 0) + len(excluded))
     linear_head = _load_head(head, key) if head else None
     results = []
     for qi, path in enumerate(images):
-        keep = [(s, r) for s, r in zip(sims[qi], rows[qi]) if r >= 0 and r != own_rows[qi]][:k]
+        keep = [(s, r) for s, r in zip(sims[qi], rows[qi])
+                if r >= 0 and r != own_rows[qi] and r not in excluded][:k]
         neighbours = [_neighbour(data, rank, int(r), float(s)) for rank, (s, r) in enumerate(keep, 1)]
         result = {"query": path, "model": key, "excluded_self": own_rows[qi] is not None,
+                  "excluded_ids": list(exclude_ids),
                   "neighbours": neighbours,
                   "vote": vote_shares(data, [r for _, r in keep], [s for s, _ in keep], weighting)}
         if linear_head is not None:
@@ -57,6 +62,14 @@ def encoder_for(m: ModelData, *, device: str = "cpu"):
         raise MedsearchError(f"the weights of '{prov['encoder']}' differ from those the store was built with "
                              f"({weights or source}): restore the original weights file or re-index")
     return encoder
+
+
+def _rows_of_ids(data: StoreData, ids) -> set[int]:
+    row_of = {rid: r for r, rid in enumerate(data.ids)}
+    unknown = [i for i in ids if i not in row_of]
+    if unknown:
+        raise MedsearchError(f"--exclude-id '{unknown[0]}' is not a row id of this store: see the ids `medsearch query --json` prints")
+    return {row_of[i] for i in ids}
 
 
 def _read_query(path: str, draft_size: int):
@@ -119,7 +132,8 @@ def format_results(results: list[dict]) -> str:
     lines = []
     for res in results:
         lines.append(f"query: {res['query']}  (model {res['model']}"
-                     f"{', itself excluded' if res['excluded_self'] else ''})")
+                     f"{', itself excluded' if res['excluded_self'] else ''}"
+                     f"{', excluding ' + ', '.join(res['excluded_ids']) if res['excluded_ids'] else ''})")
         lines.append(f"  {'rank':>4}  {'similarity':>10}  {'label(s)':<24}  id / path")
         for n in res["neighbours"]:
             labels = ", ".join(n["labels"]) or "-"
