@@ -13,6 +13,7 @@ Nothing is pickled: strings, numbers and arrays only.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import time
@@ -23,7 +24,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_with, fsync_dir, io_error
+from .atomic import atomic_write_bytes, atomic_write_with, fsync_dir, io_error
 from .errors import MedsearchError
 
 FORMAT = "medsearch-store"
@@ -158,15 +159,20 @@ def provenance(model: ModelData) -> dict:
 # ---------------------------------------------------------------- writing
 
 def write_store(data: StoreData, directory: str | os.PathLike) -> None:
-    """Write the whole store as a new file and swap it in atomically."""
-    atomic_write_with(store_path(directory), lambda tmp: _write(data, tmp))
+    """Write the whole store as a new file and swap it in atomically.
+
+    The HDF5 image is built in memory and written with plain file I/O: the HDF5 library itself crashes
+    (segfault on close) when the disk fills up under it, while Python's write raises a clean ENOSPC."""
+    buffer = io.BytesIO()
+    _write(data, buffer)
+    atomic_write_bytes(store_path(directory), buffer.getbuffer())
 
 
 def _chunk_rows(n: int, dim: int) -> int:
     return max(1, min(n, (1 << 20) // (4 * max(dim, 1))))  # about 1 MiB per chunk
 
 
-def _write(data: StoreData, path: str) -> None:
+def _write(data: StoreData, path) -> None:
     n = len(data)
     with h5py.File(path, "w") as f:
         f.attrs.update({k: v for k, v in data.attrs.items() if v is not None})
