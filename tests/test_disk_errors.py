@@ -44,7 +44,7 @@ def test_disk_full_keeps_store(small_disk, folder_dataset, tiny):
     _index(folder_dataset, out)
     before = (out / "store.h5").read_bytes()
     for i in range(30):  # new rows, so the next run must commit a bigger store
-        (folder_dataset / "benign" / "benign_00.png").link_to(folder_dataset / "benign" / f"copy{i}.png")
+        os.link(folder_dataset / "benign" / "benign_00.png", folder_dataset / "benign" / f"copy{i}.png")
     _fill(small_disk)
     with pytest.raises(MedsearchError, match="disk full"):
         _index(folder_dataset, out)
@@ -57,7 +57,7 @@ def test_read_only_folder_keeps_store(small_disk, folder_dataset, tiny):
     out = small_disk / "idx"
     _index(folder_dataset, out)
     before = (out / "store.h5").read_bytes()
-    (folder_dataset / "benign" / "benign_00.png").link_to(folder_dataset / "benign" / "new.png")
+    os.link(folder_dataset / "benign" / "benign_00.png", folder_dataset / "benign" / "new.png")
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     with pytest.raises(MedsearchError, match="cannot write|read-only|Read-only"):
         _index(folder_dataset, out)
@@ -68,7 +68,7 @@ def test_simulated_enospc_during_commit(tmp_path, folder_dataset, tiny, monkeypa
     out = tmp_path / "idx"
     _index(folder_dataset, out)
     before = (out / "store.h5").read_bytes()
-    (folder_dataset / "benign" / "benign_00.png").link_to(folder_dataset / "benign" / "new.png")
+    os.link(folder_dataset / "benign" / "benign_00.png", folder_dataset / "benign" / "new.png")
     real = store_module.atomic_write_bytes
     def half_then_full(target, data):
         def write_half(tmp):
