@@ -343,14 +343,14 @@ def _stem_index(folder: Path) -> dict[str, str]:
 
 def _resolve(image_root: Path, root: Path, name: str, listing: dict[str, str]) -> tuple[str, str | None]:
     """Relative path (to ``root``) of the image a manifest names, and why it is missing (None if found)."""
-    root_real = os.path.realpath(root)
     if os.path.isabs(name):
         return name, "absolute path in manifest; paths must be relative to the dataset folder"
     candidate = image_root / name
     if not os.path.splitext(name)[1] and name in listing:
         candidate = image_root / listing[name]
-    real = os.path.realpath(candidate)
-    if not (real == root_real or real.startswith(root_real + os.sep)):
+    # Lexical check of what the manifest says: a symlink placed inside the dataset by its owner may point anywhere.
+    root_abs, cand_abs = os.path.normpath(os.path.abspath(root)), os.path.normpath(os.path.abspath(candidate))
+    if not cand_abs.startswith(root_abs + os.sep):
         return name, "path escapes the dataset folder"
     if not os.path.lexists(candidate):
         return os.path.relpath(candidate, root), "file not found"
