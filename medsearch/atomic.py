@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -12,15 +13,8 @@ from typing import Callable, Iterator
 from .errors import MedsearchError
 
 
-def fsync_dir(folder: str | os.PathLike) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: str | os.PathLike) -> None:
+def fsync_path(path: str | os.PathLike) -> None:
+    """fsync a file, or a folder (which makes a rename in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -44,9 +38,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[str]:
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         yield str(tmp)
-        fsync_file(tmp)
+        fsync_path(tmp)
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        fsync_path(target.parent)
     except OSError as exc:
         _remove(tmp)
         raise io_error(exc, target) from None
@@ -73,6 +67,14 @@ def atomic_write_with(target: str | os.PathLike, write: Callable[[str], None]) -
     """Let ``write(tmp_path)`` produce the file (e.g. faiss.write_index, h5py), then swap it in."""
     with atomic_path(target) as tmp:
         write(tmp)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _remove(path: Path) -> None:

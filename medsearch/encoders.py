@@ -9,7 +9,6 @@ weights never falls back to random weights.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
 import logging
@@ -27,6 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .atomic import sha256_file
 from .errors import MedsearchError, WeightsUnavailableError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -433,7 +433,7 @@ def _from_checkpoint(spec: EncoderSpec, path: str) -> tuple[nn.Module, str]:
 
 def _read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], str]:
     try:
-        sha = _sha256(path)
+        sha = sha256_file(path)
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsUnavailableError(f"weights file {path} does not exist: pass --weights PATH to an "
@@ -571,14 +571,6 @@ def _hf_hub_offline():
 
 
 # --- small helpers --------------------------------------------------------------------------------
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()

@@ -2,7 +2,6 @@
 FAISS ids = store row numbers. Index files are written atomically and checked against the store before use."""
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .atomic import atomic_write_with
+from .atomic import atomic_write_with, sha256_file
 from .errors import MedsearchError
 
 FLAT = "Flat"
@@ -97,14 +96,6 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     k = max(1, min(k, index.ntotal))
     sims, ids = index.search(normalize(queries), k)
     return sims, ids
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _first_line(exc: Exception) -> str:

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from medsearch.errors import MedsearchError
+from medsearch.index import normalize as normalize_rows
 from medsearch.metrics import auc_aligned
 
 KNN_K_GRID = (1, 3, 5, 7, 9, 11, 15, 21, 31, 41, 51)
@@ -30,10 +31,7 @@ def _as_vectors(X, normalize: bool) -> np.ndarray:
         raise MedsearchError(f"expected a non-empty 2-D array of vectors, got shape {X.shape}")
     if not np.isfinite(X).all():
         raise MedsearchError("vectors contain NaN or infinite values; re-embed the affected images")
-    if normalize:
-        norms = np.linalg.norm(X, axis=1, keepdims=True)
-        X = X / np.where(norms > 0, norms, 1.0)  # zero vectors stay zero
-    return np.ascontiguousarray(X)
+    return normalize_rows(X) if normalize else np.ascontiguousarray(X)
 
 
 def build_index(X, normalize: bool = True) -> faiss.IndexFlatIP:

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .atomic import atomic_write_bytes, atomic_write_with, fsync_dir, io_error
+from .atomic import atomic_write_bytes, atomic_write_with, fsync_path, io_error
 from .errors import MedsearchError
 
 FORMAT = "medsearch-store"
@@ -288,4 +288,4 @@ class Journal:
         for part in self.parts():
             part.unlink(missing_ok=True)
         if self.dir.is_dir():
-            fsync_dir(self.dir)
+            fsync_path(self.dir)
