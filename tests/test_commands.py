@@ -47,8 +47,13 @@ def test_index_query_info(folder_dataset, tmp_path):
 def test_rerun_embeds_nothing_and_second_model_reuses_rows(folder_dataset, tmp_path):
     out = tmp_path / "idx"
     _index(folder_dataset, out)
+    store_before = (out / "store.h5").stat().st_mtime_ns
     again = _index(folder_dataset, out)
     assert again["models"]["mobilenet-v2"]["embedded_this_run"] == 0
+    assert (out / "store.h5").stat().st_mtime_ns == store_before  # nothing new: store and index left alone
+    (out / "mobilenet-v2.faiss").write_bytes(b"tampered")
+    _index(folder_dataset, out)  # a damaged index file is rebuilt from the store
+    assert read_store(out).models["mobilenet-v2"].attrs["index_ntotal"] == 24
     _index(folder_dataset, out, models=("resnet50",))
     data = read_store(out)
     assert set(data.models) == {"mobilenet-v2", "resnet50"} and len(data) == 24

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_json
+from ..atomic import atomic_write_json, sha256_file
 from ..datasets import Dataset, scan
 from ..embed import embed_rows
 from ..encoders import get_spec, load_encoder, preprocess_with
@@ -153,12 +153,13 @@ def _index_model(out_dir: Path, data: StoreData, open_row, model: str, *, key: s
     encoder = load_encoder(model, weights=weights, random_init=random_init, device=device,
                            preprocess=preprocess_with(spec.preprocess, norm=norm, resize=resize, crop=crop))
     prov = encoder.provenance()
-    _ensure_model(data, key, encoder.dim, prov)
+    is_new = _ensure_model(data, key, encoder.dim, prov)
     journal = Journal(out_dir, key)
     if journal.replay(data, key):
         _log(f"{key}: resumed the rows a previous run had finished")
-    write_store(data, out_dir)
-    journal.clear()
+        is_new = True
+    if is_new:
+        _commit(data, out_dir, journal)
 
     m = data.models[key]
     todo = np.flatnonzero((m.state == PENDING) | (m.state == SKIPPED))
@@ -172,28 +173,41 @@ def _index_model(out_dir: Path, data: StoreData, open_row, model: str, *, key: s
         for r, why in zip(batch.rows, batch.reason):
             m.reason[r] = why
         if time.perf_counter() - last_commit > commit_every:
-            write_store(data, out_dir)
-            journal.clear()
+            _commit(data, out_dir, journal)
             last_commit = time.perf_counter()
     seconds = time.perf_counter() - t0
 
     usable = m.usable()
     if usable.size == 0:
-        write_store(data, out_dir)
-        journal.clear()
+        _commit(data, out_dir, journal)
         raise MedsearchError(f"no image of the dataset could be read for '{key}': see the reasons in "
                              f"{out_dir / 'index_report.json'} or `medsearch info {out_dir}`")
-    index_file = f"{key}.faiss"
-    faiss_index = build_index(m.embedding[usable], usable, index_type)
-    sha = save_index(faiss_index, out_dir / index_file)
-    m.attrs.update({"index_file": index_file, "index_type": index_type, "index_sha256": sha,
-                    "index_ntotal": int(usable.size), "index_built": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    write_store(data, out_dir)
-    journal.clear()
+    rebuild = not _index_is_current(out_dir, m, usable.size, index_type)
+    if rebuild:
+        index_file = f"{key}.faiss"
+        sha = save_index(build_index(m.embedding[usable], usable, index_type), out_dir / index_file)
+        m.attrs.update({"index_file": index_file, "index_type": index_type, "index_sha256": sha,
+                        "index_ntotal": int(usable.size), "index_built": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    if rebuild or todo.size or journal.parts():
+        _commit(data, out_dir, journal)
     return _model_summary(data, m, todo.size, seconds)
 
 
-def _ensure_model(data: StoreData, key: str, dim: int, prov: dict) -> None:
+def _commit(data: StoreData, out_dir: Path, journal: Journal) -> None:
+    write_store(data, out_dir)
+    journal.clear()
+
+
+def _index_is_current(out_dir: Path, m: ModelData, n_usable: int, index_type: str) -> bool:
+    """True when the recorded index file covers exactly the usable rows, with the asked-for type, untouched."""
+    a = m.attrs
+    path = out_dir / a.get("index_file", "")
+    return (a.get("index_type") == index_type and a.get("index_ntotal") == n_usable and path.is_file()
+            and sha256_file(path) == a.get("index_sha256"))
+
+
+def _ensure_model(data: StoreData, key: str, dim: int, prov: dict) -> bool:
+    """Add the model's (empty) embedding dataset; False when the store already holds it, made the same way."""
     if key in data.models:
         have = provenance(data.models[key])
         for field in ("encoder", "preprocess", "dim", "weights_sha256", "weights_source"):
@@ -201,10 +215,11 @@ def _ensure_model(data: StoreData, key: str, dim: int, prov: dict) -> None:
                 raise MedsearchError(f"the store already holds '{key}' made with another {field.replace('_', ' ')} "
                                      f"({_short(have.get(field))} vs {_short(prov.get(field))}): "
                                      "store this variant under another --name, or use another --out")
-        return
+        return False
     n = len(data)
     data.models[key] = ModelData(np.zeros((n, dim), np.float32), np.full(n, PENDING, np.int8), [""] * n,
                                  {"provenance": json.dumps(prov), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return True
 
 
 def _short(v) -> str:
