@@ -45,8 +45,7 @@ def query(images: list[str], *, index_dir: str, model: str | None = None, k: int
                   "neighbours": neighbours,
                   "vote": vote_shares(data, [r for _, r in keep], [s for s, _ in keep], weighting)}
         if linear_head is not None:
-            probs = linear_head.predict_proba(queries[qi:qi + 1])[0]
-            result["head"] = {"name": linear_head.name, "probabilities": _named(data, probs)}
+            result["head"] = _head_output(linear_head, queries[qi:qi + 1], data)
         results.append(result)
     return results
 
@@ -127,6 +126,15 @@ def _load_head(path: str, key: str):
     return head
 
 
+def _head_output(head, vector: np.ndarray, data: StoreData) -> dict:
+    """Class probabilities of an lr head; decision scores (> 0: that class) of a linear-svc head."""
+    if head.name == "lr":
+        return {"name": head.name, "probabilities": _named(data, head.predict_proba(vector)[0])}
+    scores = np.atleast_1d(head.scores(vector)[0])
+    names = data.label_names[1:] if data.task == "binary" else data.label_names  # binary: the positive class
+    return {"name": head.name, "decision_scores": {n: round(float(v), 4) for n, v in zip(names, scores)}}
+
+
 def format_results(results: list[dict]) -> str:
     """Plain-text rendering of query results for the terminal."""
     lines = []
@@ -140,8 +148,12 @@ def format_results(results: list[dict]) -> str:
             lines.append(f"  {n['rank']:>4}  {n['similarity']:>10.4f}  {labels:<24.24}  {n['source']}")
         top = sorted(res["vote"].items(), key=lambda kv: -kv[1])
         lines.append("  k-NN vote: " + ", ".join(f"{name} {share:.0%}" for name, share in top if share > 0))
-        if "head" in res:
+        if "head" in res and "probabilities" in res["head"]:
             probs = sorted(res["head"]["probabilities"].items(), key=lambda kv: -kv[1])
-            lines.append(f"  {res['head']['name']}: " + ", ".join(f"{n} {p:.0%}" for n, p in probs[:5]))
+            lines.append(f"  {res['head']['name']} probabilities: " + ", ".join(f"{n} {p:.0%}" for n, p in probs[:5]))
+        elif "head" in res:
+            scores = sorted(res["head"]["decision_scores"].items(), key=lambda kv: -kv[1])
+            lines.append(f"  {res['head']['name']} decision scores (> 0: predicted): "
+                         + ", ".join(f"{n} {v:+.2f}" for n, v in scores[:5]))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

