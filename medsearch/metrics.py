@@ -208,17 +208,43 @@ def _bootstrap_matrix(y, score_sets, task, n_boot, seed) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
-def bootstrap_auc_ci(
-    y, scores, task: str, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
-) -> tuple[float, float, float]:
-    """(point AUC on all rows, lower, upper) percentile bootstrap interval at level 1 - alpha."""
-    point = auc(y, scores, task)
-    boots = _bootstrap_matrix(y, [scores], task, n_boot, seed)[:, 0]
+def bootstrap_aucs(y, score_sets, task: str, *, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """(n_boot, len(score_sets)) resampled AUCs, every score set scored on the same resampled rows (NaN
+    where undefined). The draws depend only on (n, n_boot, seed), so one call serves the CIs and the
+    paired deltas of several methods exactly as separate bootstrap_auc_ci / paired_bootstrap_delta calls."""
+    return _bootstrap_matrix(y, list(score_sets), task, n_boot, seed)
+
+
+def ci_from_bootstrap(point: float, boots: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
+    """(point, lower, upper) percentile interval from one column of bootstrap_aucs."""
     boots = boots[~np.isnan(boots)]
     if boots.size == 0:
         return point, float("nan"), float("nan")
     lo, hi = np.percentile(boots, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return point, float(lo), float(hi)
+
+
+def delta_from_bootstrap(point: float, boots_a: np.ndarray, boots_b: np.ndarray, alpha: float = 0.05) -> dict:
+    """The paired_bootstrap_delta summary from two columns of bootstrap_aucs; ``point`` = AUC(a) - AUC(b)."""
+    deltas = boots_a - boots_b
+    deltas = deltas[~np.isnan(deltas)]
+    if deltas.size == 0:
+        nan = float("nan")
+        return {"delta": point, "lo": nan, "hi": nan, "p_value": nan, "n_boot": 0}
+    lo, hi = np.percentile(deltas, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    b = deltas.size
+    p_le = (np.count_nonzero(deltas <= 0) + 1) / (b + 1)
+    p_ge = (np.count_nonzero(deltas >= 0) + 1) / (b + 1)
+    p_value = min(1.0, 2 * min(p_le, p_ge))
+    return {"delta": float(point), "lo": float(lo), "hi": float(hi), "p_value": float(p_value), "n_boot": int(b)}
+
+
+def bootstrap_auc_ci(
+    y, scores, task: str, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float]:
+    """(point AUC on all rows, lower, upper) percentile bootstrap interval at level 1 - alpha."""
+    point = auc(y, scores, task)
+    return ci_from_bootstrap(point, bootstrap_aucs(y, [scores], task, n_boot=n_boot, seed=seed)[:, 0], alpha)
 
 
 def paired_bootstrap_delta(
@@ -232,15 +258,5 @@ def paired_bootstrap_delta(
     percentile interval would exclude 0.
     """
     point = auc(y, scores_a, task) - auc(y, scores_b, task)
-    boots = _bootstrap_matrix(y, [scores_a, scores_b], task, n_boot, seed)
-    deltas = boots[:, 0] - boots[:, 1]
-    deltas = deltas[~np.isnan(deltas)]
-    if deltas.size == 0:
-        nan = float("nan")
-        return {"delta": point, "lo": nan, "hi": nan, "p_value": nan, "n_boot": 0}
-    lo, hi = np.percentile(deltas, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    b = deltas.size
-    p_le = (np.count_nonzero(deltas <= 0) + 1) / (b + 1)
-    p_ge = (np.count_nonzero(deltas >= 0) + 1) / (b + 1)
-    p_value = min(1.0, 2 * min(p_le, p_ge))
-    return {"delta": float(point), "lo": float(lo), "hi": float(hi), "p_value": float(p_value), "n_boot": int(b)}
+    boots = bootstrap_aucs(y, [scores_a, scores_b], task, n_boot=n_boot, seed=seed)
+    return delta_from_bootstrap(point, boots[:, 0], boots[:, 1], alpha)
