@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write_json, atomic_write_text, atomic_write_with
+from .store import model_key
 
 COLUMNS = ("model", "method", "AUC [95% CI]", "accuracy", "precision", "recall", "F1", "P@10", "mAP@10", "fit s")
 CSV_FIELDS = ("model", "method", "auc", "auc_lo", "auc_hi", "accuracy", "precision", "recall", "f1",
@@ -162,10 +162,6 @@ def markdown_text(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _safe_name(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
-
-
 def plot_roc(curve: dict, title: str):
     """A matplotlib figure: one ROC curve per method (binary; macro over labels for multilabel);
     multiclass adds the best method's per-class curves beside the methods' micro-average curves."""
@@ -231,7 +227,7 @@ def write_report(results: dict, curves: dict, folder) -> dict[str, str]:
         label = {m: results["models"][key]["methods"][m]["label"] for m in curve["scores"]}
         fig = plot_roc({**curve, "scores": {label[m]: s for m, s in curve["scores"].items()},
                         "best": label.get(curve.get("best"))}, key)
-        path = folder / f"roc-{_safe_name(key)}.png"
+        path = folder / f"roc-{model_key(key)}.png"
         atomic_write_with(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100))
         paths[f"roc:{key}"] = path
     return {k: str(v) for k, v in paths.items()}

@@ -16,6 +16,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,11 @@ LOCK_FILE = ".lock"
 PENDING, EMBEDDED, ZERO_FILLED, SKIPPED = 0, 1, 2, 3
 STATE_NAMES = {PENDING: "pending", EMBEDDED: "embedded", ZERO_FILLED: "zero-filled", SKIPPED: "skipped"}
 _STR = h5py.string_dtype("utf-8")
+
+
+def model_key(name: str) -> str:
+    """Store key (HDF5 group, index file name) of a model spec or --name: 'timm:resnet18' -> 'timm_resnet18'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
 
 
 def _enc(values) -> np.ndarray:

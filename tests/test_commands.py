@@ -102,8 +102,9 @@ def test_mismatched_model_variant_is_refused_and_store_kept(folder_dataset, tmp_
     with pytest.raises(MedsearchError, match="another preprocess"):
         _index(folder_dataset, out, norm="median-mad")
     assert (out / "store.h5").read_bytes() == before
-    _index(folder_dataset, out, norm="median-mad", name="mobilenet-v2-mad")
-    assert set(read_store(out).models) == {"mobilenet-v2", "mobilenet-v2-mad"}
+    _index(folder_dataset, out, norm="median-mad", name="mobilenet-v2/mad")  # a name is made a safe key
+    assert set(read_store(out).models) == {"mobilenet-v2", "mobilenet-v2_mad"}
+    assert (out / "mobilenet-v2_mad.faiss").is_file()
 
 
 def test_unreadable_images_skipped_or_zero_filled(folder_dataset, tmp_path):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from ..encoders import get_spec, load_encoder, preprocess_with
 from ..errors import ImageError, MedsearchError
 from ..index import build_index, save_index
 from ..store import (EMBEDDED, PENDING, SKIPPED, STATE_NAMES, ZERO_FILLED, Journal, ModelData, StoreData,
-                     WriterLock, provenance, read_store, store_path, write_store)
+                     WriterLock, model_key, provenance, read_store, store_path, write_store)
 
 REPORT_FILE = "index_report.json"
 DEFAULT_MODEL = "clip-vit-b-32"
@@ -53,18 +52,13 @@ def index(dataset: str, *, out: str | None = None, models: tuple[str, ...] = (DE
         data, row_of = _reconcile(out_dir, ds)
         open_row = _row_opener(ds, data, row_of)
         for model in models:
-            summary["models"][name or model_key(model)] = _index_model(
-                out_dir, data, open_row, model, key=name or model_key(model), weights=weight_of.get(model),
+            summary["models"][model_key(name or model)] = _index_model(
+                out_dir, data, open_row, model, key=model_key(name or model), weights=weight_of.get(model),
                 random_init=random_init, norm=norm, resize=resize, crop=crop, on_missing=on_missing,
                 batch_size=batch_size, workers=workers, index_type=index_type, device=device,
                 commit_every=commit_every, progress=progress)
         atomic_write_json(out_dir / REPORT_FILE, summary)
     return summary
-
-
-def model_key(model: str) -> str:
-    """Store key of a model spec: 'timm:resnet18' -> 'timm_resnet18'."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_")
 
 
 def _weights_by_model(models: tuple[str, ...], weights: tuple[str, ...]) -> dict[str, str]:
