@@ -6,9 +6,12 @@ For each encoder, on N real JPEGs from ../shared/data/skin-isic2018, in one proc
   index  - `medsearch index` at that batch size: the embedding phase it reports (decode, preprocess, forward,
            journal writes), and the whole call (plus scan, model load, store commits, FAISS build);
   naive  - one image at a time: decode, preprocess, forward with batch 1.
-Prints img/s and the ratios index/bare and index/naive. CLIP and ResNet50 use random init (same compute).
+After a sweep picks the best batch size, bare and index passes alternate for --rounds rounds (bare, index,
+bare, index, ...), so slow drift of a shared machine hits both alike; the table shows the median of each and
+the median of the per-round ratios index/bare (each index pass against the mean of the bare passes either
+side of it). Prints img/s and the ratios. CLIP and ResNet50 use random init (same compute).
 
-    .venv/bin/python benchmarks/bench_index_throughput.py --n 256
+    .venv/bin/python benchmarks/bench_index_throughput.py --n 256 --rounds 3
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+
+import statistics
 
 import numpy as np
 import torch
@@ -81,6 +86,7 @@ def main() -> None:
     ap.add_argument("--naive-n", type=int, default=48)
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 16, 32, 64])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating bare/index rounds at the best batch size")
     args = ap.parse_args()
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), {args.n} images from {DATA.name}, "
@@ -95,13 +101,20 @@ def main() -> None:
             rates = {bs: bare_rate(enc, ready, bs) for bs in args.batch_sizes}
             best = max(rates, key=rates.get)
             naive = naive_rate(enc, paths[:args.naive_n])
-            del enc
-            idx, call = index_rate(tmp / "ds", model, best, args.workers)
-            bare = bare_rate(load_encoder(model, random_init=model in RANDOM_INIT, weights=OFFLINE_WEIGHTS.get(model)), ready, best)
-            bare = max(bare, rates[best])  # the better of two bare runs: the ratio is not flattered by a slow baseline
-            print(f"{model:<20} {best:>7} {bare:>10.1f} {idx:>11.1f} {call:>10.1f} {naive:>11.1f} {idx / bare:>10.2f} {idx / naive:>11.2f}",
-                  flush=True)
+            bares, idxs, calls = [bare_rate(enc, ready, best)], [], []
+            for _ in range(args.rounds):
+                idx, call = index_rate(tmp / "ds", model, best, args.workers)
+                idxs.append(idx)
+                calls.append(call)
+                bares.append(bare_rate(enc, ready, best))
+            ratios = [i / ((a + b) / 2) for i, a, b in zip(idxs, bares, bares[1:])]
+            bare, idx, call = (statistics.median(v) for v in (bares, idxs, calls))
+            print(f"{model:<20} {best:>7} {bare:>10.1f} {idx:>11.1f} {call:>10.1f} {naive:>11.1f} "
+                  f"{statistics.median(ratios):>10.2f} {idx / naive:>11.2f}", flush=True)
             print(f"{'':<20} bare img/s by batch size: " + ", ".join(f"{bs}: {r:.1f}" for bs, r in rates.items()), flush=True)
+            print(f"{'':<20} rounds: bare " + ", ".join(f"{r:.1f}" for r in bares) + "; index "
+                  + ", ".join(f"{r:.1f}" for r in idxs) + "; index/bare " + ", ".join(f"{r:.2f}" for r in ratios), flush=True)
+            del enc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

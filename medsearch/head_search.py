@@ -11,8 +11,10 @@ folds make a setting's mean NaN). The speed comes from:
   for every larger C (the box constraint is inactive), so those settings reuse its scores;
 - LinearSVC, when a fold has no more images than dimensions, is solved by libsvm on the same Gram
   matrix (linear_svc_dual: same problem, same optimum to solver tolerance) instead of liblinear's
-  coordinate descent, which needs hundreds of passes there; otherwise liblinear as in the plain search,
-  with an adjustable iteration cap (``linear_svc_max_iter``);
+  coordinate descent, which needs hundreds of passes there; with more images than dimensions the
+  squared-hinge settings are solved by Newton's method in the primal (linear_svc_primal: every C and
+  one-vs-rest problem of a fold in one unit, each C warm-starting the next) and the hinge settings by
+  liblinear as in the plain search, with an adjustable iteration cap (``linear_svc_max_iter``);
 - (fold, setting) units run in a thread pool (libsvm and BLAS release the GIL) with BLAS held to one
   thread, since small matrix products slow down badly when oversubscribed; liblinear's units run in
   worker processes (see _LIBLINEAR).
@@ -41,6 +43,7 @@ from threadpoolctl import threadpool_limits
 from .errors import MedsearchError
 from .heads import C_GRID, get_head, head_scores
 from .linear_svc_dual import DualLinearSVC, augmented_gram, constant_score, ovr_targets, solve
+from .linear_svc_primal import PrimalLinearSVC, augmented, squared_hinge_path
 from .metrics import auc_aligned, check_task
 
 KERNELS = {"svc-linear": "linear", "svc-rbf": "rbf"}
@@ -241,6 +244,24 @@ def _linear_svc_unit(gram_train, gram_test, settings, task, fold: _Fold, max_ite
     return scores, fits, not_converged
 
 
+def _primal_unit(settings, task, fold: _Fold, max_iter) -> dict[int, tuple]:
+    """LinearSVC's squared-hinge settings on one fold by linear_svc_primal: {setting index: (AUC, seconds, not converged)}."""
+    t0 = time.perf_counter()
+    spec = get_head("linear-svc").build()
+    members = sorted((i for i, s in enumerate(settings) if s["loss"] == "squared_hinge"), key=lambda i: settings[i]["C"])
+    targets, classes = ovr_targets(fold.y_train)
+    path = squared_hinge_path(augmented(fold.X_train, spec.intercept_scaling), targets,
+                              [settings[i]["C"] for i in members], max_newton=max_iter or spec.max_iter)
+    test = augmented(fold.X_test, spec.intercept_scaling)
+    out = {}
+    for i, (W, failed) in zip(members, path):
+        decision = test @ W
+        decision = decision[:, 0] if task == "binary" else decision
+        out[i] = (auc_aligned(fold.y_test, decision, task, None if task == "multilabel" else classes), failed)
+    seconds = (time.perf_counter() - t0) / max(1, len(out))
+    return {i: (score, seconds, failed) for i, (score, failed) in out.items()}
+
+
 def dual_linear_svc(n_train: int, n_features: int) -> bool:
     """Whether LinearSVC goes through libsvm (linear_svc_dual): with no more images than dimensions the
     classes are (nearly) separable and SMO converges fast, while liblinear needs hundreds of passes; with
@@ -307,9 +328,9 @@ def _best(settings, fold_scores: np.ndarray) -> tuple[int, np.ndarray]:
 
 def _refit(name, task, setting, X, y, scale, max_iter, dual):
     prefix = "clf__estimator__" if task == "multilabel" else "clf__"
-    if name == "linear-svc" and dual:
-        clf = DualLinearSVC(**{**get_head(name).build().get_params(), **setting,
-                               **({"max_iter": max_iter} if max_iter else {})})
+    if name == "linear-svc" and (dual or setting["loss"] == "squared_hinge"):
+        solver = DualLinearSVC if dual else PrimalLinearSVC
+        clf = solver(**{**get_head(name).build().get_params(), **setting, **({"max_iter": max_iter} if max_iter else {})})
         estimator = Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
     elif name in KERNELS and X.shape[0] <= MAX_KERNEL_ROWS:
         clf = KernelSVC(name=name, C=setting["C"], gamma=setting.get("gamma", "scale"))
@@ -319,7 +340,7 @@ def _refit(name, task, setting, X, y, scale, max_iter, dual):
         estimator.set_params(**{prefix + k: v for k, v in setting.items()})
         if max_iter is not None and name == "linear-svc":
             estimator.set_params(**{prefix + "max_iter": max_iter})
-    with _LIBLINEAR if name == "linear-svc" and not dual else _NO_LOCK:
+    with _LIBLINEAR if name == "linear-svc" and not dual and setting["loss"] == "hinge" else _NO_LOCK:
         t0 = time.perf_counter()
         n_warn = _counting_fit(estimator, X, y)
         n_warn += not getattr(estimator[-1], "converged_", True)
@@ -363,10 +384,16 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
         plain = [(name, i, f) for name in names if name not in kernel_names
                  for f in range(len(folds)) for i in range(len(settings[name]))]
         threaded = [u for u in plain if u[0] != "linear-svc"]
+        primal = [u for u in plain if u[0] == "linear-svc" and settings[u[0]][u[1]]["loss"] == "squared_hinge"]
+        jobs += [("primal", f, pool.submit(_primal_unit, settings["linear-svc"], task, fold_data[f], linear_svc_max_iter))
+                 for f in sorted({f for _, _, f in primal})]
         jobs += [((name, i), f, pool.submit(_plain_unit, name, task, settings[name][i], fold_data[f], None))
                  for name, i, f in threaded]
         for key, f, job in jobs:
-            if key == "kernel":
+            if key == "primal":
+                for i, outcome in job.result().items():
+                    _record(("linear-svc", i), f, outcome, scores, seconds, warn_counts, fit_counts)
+            elif key == "kernel":
                 for name, (values, secs, fits, n_warn) in job.result().items():
                     scores[name][:, f] = values
                     seconds[name] += secs
@@ -375,7 +402,7 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
             else:
                 _record(key, f, job.result(), scores, seconds, warn_counts, fit_counts)
         # liblinear in worker processes (each with its own generator) after the threads are done
-        liblinear = [u for u in plain if u[0] == "linear-svc"]
+        liblinear = [u for u in plain if u[0] == "linear-svc" and u not in primal]
         outcomes = Parallel(n_jobs=max(1, int(n_jobs)), backend="loky")(
             delayed(_plain_unit)(name, task, settings[name][i], fold_data[f], linear_svc_max_iter)
             for name, i, f in liblinear)

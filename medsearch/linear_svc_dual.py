@@ -93,11 +93,8 @@ class DualLinearSVC(LinearSVC):
     fit_intercept=True, multi_class='ovr' and class_weight=None are supported.
     """
 
-    def fit(self, X, y, sample_weight=None):
-        if (self.penalty, self.fit_intercept, self.multi_class, self.class_weight, sample_weight) != ("l2", True, "ovr", None, None):
-            raise MedsearchError("DualLinearSVC supports only LinearSVC's default penalty, intercept and class weights")
-        X = np.asarray(X, dtype=np.float64)
-        targets, self.classes_ = ovr_targets(y)
+    def _weights(self, X: np.ndarray, targets) -> tuple[np.ndarray, bool]:
+        """(W (K, d+1) over [x, intercept_scaling], whether every problem converged)."""
         aug = augmented_gram(X @ X.T, self.intercept_scaling)
         cap = int(self.max_iter) * X.shape[0]
         solved = [solve(aug, t, float(self.C), self.loss, cap) for t in targets]
@@ -107,10 +104,17 @@ class DualLinearSVC(LinearSVC):
             if (t > 0).all() or (t < 0).all():
                 W[k] = 0.0
                 W[k, -1] = constant_score(t) / self.intercept_scaling
+        return W, all(ok for _, ok in solved)
+
+    def fit(self, X, y, sample_weight=None):
+        if (self.penalty, self.fit_intercept, self.multi_class, self.class_weight, sample_weight) != ("l2", True, "ovr", None, None):
+            raise MedsearchError(f"{type(self).__name__} supports only LinearSVC's default penalty, intercept and class weights")
+        X = np.asarray(X, dtype=np.float64)
+        targets, self.classes_ = ovr_targets(y)
+        W, self.converged_ = self._weights(X, targets)
         self.coef_ = W[:, :-1]
         self.intercept_ = W[:, -1] * self.intercept_scaling
         self.multilabel_ = np.asarray(y).ndim == 2
-        self.converged_ = all(ok for _, ok in solved)
         self.n_features_in_ = X.shape[1]
         self.n_iter_ = 0
         return self

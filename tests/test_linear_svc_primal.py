@@ -1,0 +1,81 @@
+"""linear_svc_primal: Newton's method reaches liblinear's squared-hinge optimum, for every task and C."""
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.svm import LinearSVC
+
+from medsearch.errors import MedsearchError
+from medsearch.linear_svc_dual import ovr_targets
+from medsearch.linear_svc_primal import PrimalLinearSVC, augmented, solve_squared_hinge, squared_hinge_path
+
+
+def _data(n=400, d=30, k=3, seed=0):
+    """Correlated, overlapping classes with more images than dimensions (liblinear's hard case)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    latent = rng.normal(size=(n, 5)) + rng.normal(size=(k, 5))[y]
+    X = latent @ rng.normal(size=(5, d)) + 0.5 * rng.normal(size=(n, d))
+    return (X - X.mean(0)) / X.std(0), y
+
+
+def _liblinear(X, y, C):
+    """liblinear's primal solver run to a tight tolerance: the reference optimum."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return LinearSVC(C=C, dual=False, tol=1e-10, max_iter=100_000).fit(X, y)
+
+
+@pytest.mark.parametrize("C", [0.1, 1.0, 100.0])
+@pytest.mark.parametrize("k", [2, 3])
+def test_same_optimum_as_liblinear(C, k):
+    X, y = _data(k=k)
+    ours = PrimalLinearSVC(C=C).fit(X, y)
+    ref = _liblinear(X, y, C)
+    assert ours.converged_
+    assert np.allclose(ours.coef_, ref.coef_, atol=1e-5) and np.allclose(ours.intercept_, ref.intercept_, atol=1e-5)
+    assert (ours.predict(X) == ref.predict(X)).all()
+
+
+def test_multilabel_is_one_problem_per_column():
+    X, y = _data(k=3)
+    Y = np.column_stack([y == 0, y != 1, (y == 2) | (X[:, 0] > 1)]).astype(int)
+    ours = PrimalLinearSVC(C=1.0).fit(X, Y)
+    for j in range(3):
+        ref = _liblinear(X, Y[:, j], 1.0)
+        assert np.allclose(ours.decision_function(X)[:, j], ref.decision_function(X), atol=1e-5)
+    assert ours.predict(X).shape == Y.shape
+
+
+def test_warm_start_and_path_reach_the_cold_optimum():
+    X, y = _data(k=2)
+    Xa = augmented(X)
+    [target], _ = ovr_targets(y)
+    cold, ok = solve_squared_hinge(Xa, target, 10.0)
+    warm, ok_warm = solve_squared_hinge(Xa, target, 10.0, w0=solve_squared_hinge(Xa, target, 0.1)[0])
+    assert ok and ok_warm and np.allclose(cold, warm, atol=1e-6)
+    path = squared_hinge_path(Xa, [target], [0.1, 10.0])
+    assert np.allclose(path[1][0][:, 0], cold, atol=1e-6) and path[1][1] == 0
+
+
+def test_a_single_sign_target_gets_scikit_learns_constant_score():
+    X, y = _data(k=3)
+    Y = np.column_stack([y == 0, np.ones_like(y)]).astype(int)
+    scores = PrimalLinearSVC(C=1.0).fit(X, Y).decision_function(X)
+    assert np.allclose(scores[:, 1], 1.0)
+
+
+def test_iteration_cap_is_reported():
+    X, y = _data(k=2)
+    assert not PrimalLinearSVC(C=100.0, max_iter=1).fit(X, y).converged_
+
+
+def test_hinge_is_liblinear_unchanged():
+    X, y = _data(k=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = PrimalLinearSVC(loss="hinge", C=0.1, random_state=0).fit(X, y)
+        ref = LinearSVC(loss="hinge", C=0.1, random_state=0).fit(X, y)
+    assert np.array_equal(ours.coef_, ref.coef_)
+    with pytest.raises(MedsearchError, match="OneVsRestClassifier"):
+        PrimalLinearSVC(loss="hinge").fit(X, np.column_stack([y == 0, y == 1]).astype(int))
