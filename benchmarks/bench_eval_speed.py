@@ -11,6 +11,7 @@ timed on the full store; no plain figure is claimed at full size.
 
     .venv/bin/python benchmarks/bench_eval_speed.py [--rows 10000] [--dim 1280] [--task multiclass]
         [--plain-rows 2000] [--heads lr,linear-svc,svc-linear,svc-rbf] [--max-iter 1000] [--skip-full] [--skip-plain]
+        [--linear-svc-loss hinge,squared_hinge]
 """
 from __future__ import annotations
 
@@ -69,12 +70,12 @@ def plain_loop(X, y, task, heads, seed=0) -> tuple[float, dict]:
     return time.perf_counter() - t0, per_head
 
 
-def timed_eval(store: Path, heads, report: Path, n_jobs, max_iter) -> tuple[float, dict]:
+def timed_eval(store: Path, heads, report: Path, n_jobs, max_iter, losses=None) -> tuple[float, dict]:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = evaluate(store, heads=heads, report_dir=report, n_jobs=n_jobs, linear_svc_max_iter=max_iter,
-                           progress=True)
+                           linear_svc_loss=losses, progress=True)
     return time.perf_counter() - t0, results
 
 
@@ -87,6 +88,7 @@ def main() -> None:
     ap.add_argument("--heads", default=",".join(DEFAULT_HEADS))
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--max-iter", type=int, default=LINEAR_SVC_MAX_ITER, help="LinearSVC pass cap (eval --max-iter)")
+    ap.add_argument("--linear-svc-loss", default=None, help="LinearSVC losses in the full run (default: both, the paper's)")
     ap.add_argument("--skip-full", action="store_true")
     ap.add_argument("--skip-plain", action="store_true")
     args = ap.parse_args()
@@ -108,8 +110,10 @@ def main() -> None:
             print(f"  => measured speed-up at {n} rows: {plain / ours:.1f}x", flush=True)
         if not args.skip_full:
             store = write_synthetic(tmp / "full", X, y, args.task)
-            print(f"\n[2] full store {args.rows} x {args.dim}: evaluate() with the default grid", flush=True)
-            ours, results = timed_eval(store, heads, tmp / "r2", args.jobs, args.max_iter)
+            print(f"\n[2] full store {args.rows} x {args.dim}: evaluate() with the "
+                  + (f"default grid but LinearSVC loss {args.linear_svc_loss}" if args.linear_svc_loss else "default grid"), flush=True)
+            losses = tuple(args.linear_svc_loss.split(",")) if args.linear_svc_loss else None
+            ours, results = timed_eval(store, heads, tmp / "r2", args.jobs, args.max_iter, losses)
             for m in results["models"]["synthetic"]["methods"].values():
                 print(f"  {m['label']:<11} fit {m['fit_seconds']:7.1f} s (summed over workers)"
                       + (f", AUC {m['auc']:.4f}" if m.get("auc") is not None else "")

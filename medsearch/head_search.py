@@ -68,12 +68,17 @@ class HeadFit:
     notes: list[str] = field(default_factory=list)
 
 
-def head_grid(name: str, C=None) -> dict:
-    """Short-name grid of a head (the paper's), with the C values replaced when given."""
+def head_grid(name: str, C=None, linear_svc_loss=None) -> dict:
+    """Short-name grid of a head (the paper's), with the C values (and LinearSVC's losses) replaced when given."""
     spec = get_head(name)
     grid = {"C": [float(c) for c in (C_GRID if C is None else C)], **spec.extra_grid}
     if not grid["C"] or any(c <= 0 for c in grid["C"]):
         raise MedsearchError(f"C values must be positive numbers, got {list(C)}")
+    if name == "linear-svc" and linear_svc_loss:
+        unknown = set(linear_svc_loss) - set(spec.extra_grid["loss"])
+        if unknown:
+            raise MedsearchError(f"unknown LinearSVC loss {sorted(unknown)}; use hinge and/or squared_hinge")
+        grid["loss"] = list(dict.fromkeys(linear_svc_loss))
     return {key: list(values) for key, values in grid.items()}
 
 

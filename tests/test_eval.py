@@ -253,3 +253,15 @@ def test_real_busi_embeddings_beat_chance(busi_index, tmp_path):
             assert m["auc"] > 0.75, (name, m["auc"])
     prior = max(np.bincount(read_store(busi_index).labels)) / len(read_store(busi_index))
     assert methods["retrieval"]["metrics"]["precision@1"] > prior + 0.2
+
+
+def test_linear_svc_loss_restricts_the_grid(tmp_path):
+    store = make_store(tmp_path / "s", "binary", n=160)
+    r = evaluate(store, heads=("linear-svc",), knn=False, retrieval=False, linear_svc_loss=("squared_hinge",),
+                 report_dir=tmp_path / "rep", **QUICK)
+    method = r["models"]["m1"]["methods"]["linear-svc"]
+    assert [c["params"]["loss"] for c in method["cv_results"]] == ["squared_hinge"]
+    assert r["config"]["grids"]["linear-svc"]["loss"] == ["squared_hinge"]
+    message = _one_line_error(lambda: evaluate(store, heads=("linear-svc",), linear_svc_loss=("l1",),
+                                               report_dir=tmp_path / "rep2", **QUICK))
+    assert "unknown LinearSVC loss" in message

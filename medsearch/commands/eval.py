@@ -47,7 +47,7 @@ def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, r
              split: str = "auto", test_size: float = 0.2, cv: int | None = None, folds: int = 5, seed: int = 0,
              ks=(1, 5, 10), knn_k: int | None = None, knn_weights: str = "similarity", n_boot: int = 1000,
              reference: str | None = None, report_dir=None, save_head: str | None = None, scale: bool = True,
-             C=None, n_jobs: int | None = None, linear_svc_max_iter: int | None = LINEAR_SVC_MAX_ITER,
+             C=None, linear_svc_loss=None, n_jobs: int | None = None, linear_svc_max_iter: int | None = LINEAR_SVC_MAX_ITER,
              progress: bool = True) -> dict:
     """Evaluate the store in ``index_dir``; writes a report folder and returns the results (JSON-ready)."""
     heads = _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k)
@@ -58,7 +58,7 @@ def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, r
     y_all = data.labels[rows]
     groups = np.asarray(data.groups, dtype=object)[rows] if data.groups is not None else None
     split_info, rounds = _split(data, rows, y_all, groups, split, cv, test_size, seed, log)
-    grids = {name: head_grid(name, C) for name in heads}
+    grids = {name: head_grid(name, C, linear_svc_loss) for name in heads}
     ref = _reference(reference)
 
     results = {
