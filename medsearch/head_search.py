@@ -11,26 +11,21 @@ folds make a setting's mean NaN). The speed comes from:
   for every larger C (the box constraint is inactive), so those settings reuse its scores;
 - LinearSVC, when a fold has no more images than dimensions, is solved by libsvm on the same Gram
   matrix (linear_svc_dual: same problem, same optimum to solver tolerance) instead of liblinear's
-  coordinate descent, which needs hundreds of passes there; with more images than dimensions the
-  squared-hinge settings are solved by Newton's method in the primal (linear_svc_primal: every C and
-  one-vs-rest problem of a fold in one unit, each C warm-starting the next) and the hinge settings by
-  liblinear as in the plain search, with an adjustable iteration cap (``linear_svc_max_iter``);
+  coordinate descent, which needs hundreds of passes there; with more images than dimensions by Newton's
+  method in the primal (linear_svc_primal: every C and one-vs-rest problem of a fold and loss in one unit,
+  each C warm-starting the next), where liblinear stops at its pass cap short of the optimum;
 - (fold, setting) units run in a thread pool (libsvm and BLAS release the GIL) with BLAS held to one
-  thread, since small matrix products slow down badly when oversubscribed; liblinear's units run in
-  worker processes (see _LIBLINEAR).
+  thread, since small matrix products slow down badly when oversubscribed.
 LR is fitted by scikit-learn exactly as in the plain search.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ParameterGrid
@@ -43,15 +38,10 @@ from threadpoolctl import threadpool_limits
 from .errors import MedsearchError
 from .heads import C_GRID, get_head, head_scores
 from .linear_svc_dual import DualLinearSVC, augmented_gram, constant_score, ovr_targets, solve
-from .linear_svc_primal import PrimalLinearSVC, augmented, squared_hinge_path
+from .linear_svc_primal import PrimalLinearSVC, augmented, linear_svc_path
 from .metrics import auc_aligned, check_task
 
 KERNELS = {"svc-linear": "linear", "svc-rbf": "rbf"}
-# liblinear draws its coordinate order from one process-wide generator (seeded per fit): two fits in
-# parallel threads would interleave its draws and stop being reproducible. Its CV fits therefore run in
-# worker processes, and any liblinear fit in threads (the refits) takes turns.
-_LIBLINEAR = threading.Lock()
-_NO_LOCK = contextlib.nullcontext()
 MAX_KERNEL_ROWS = 12_000  # a 12k x 12k float64 matrix is 1.2 GB; beyond that use the native-kernel search
 
 
@@ -202,16 +192,15 @@ def _counting_fit(estimator, X, y) -> int:
 
 
 def _plain_unit(name, task, setting, fold: _Fold, max_iter):
-    """LR / LinearSVC on one fold and setting, as GridSearchCV fits it. Returns (AUC, seconds, warnings)."""
+    """LR on one fold and setting, as GridSearchCV fits it. Returns (AUC, seconds, warnings)."""
     estimator = get_head(name).make(task, scale=False)  # already scaled
     prefix = "clf__estimator__" if task == "multilabel" else "clf__"
     estimator.set_params(**{prefix + k: v for k, v in setting.items()})
     if max_iter is not None:
         estimator.set_params(**{prefix + "max_iter": max_iter})
-    with _LIBLINEAR if name == "linear-svc" else _NO_LOCK:
-        t0 = time.perf_counter()
-        n_warn = _counting_fit(estimator, fold.X_train, fold.y_train)
-        seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_warn = _counting_fit(estimator, fold.X_train, fold.y_train)
+    seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     score = _score(estimator, fold.X_test, fold.y_test, task)
     return score, seconds + time.perf_counter() - t1, n_warn
@@ -249,14 +238,14 @@ def _linear_svc_unit(gram_train, gram_test, settings, task, fold: _Fold, max_ite
     return scores, fits, not_converged
 
 
-def _primal_unit(settings, task, fold: _Fold, max_iter) -> dict[int, tuple]:
-    """LinearSVC's squared-hinge settings on one fold by linear_svc_primal: {setting index: (AUC, seconds, not converged)}."""
+def _primal_unit(settings, loss, task, fold: _Fold, max_iter) -> dict[int, tuple]:
+    """LinearSVC's settings with ``loss`` on one fold by linear_svc_primal: {setting index: (AUC, seconds, not converged)}."""
     t0 = time.perf_counter()
     spec = get_head("linear-svc").build()
-    members = sorted((i for i, s in enumerate(settings) if s["loss"] == "squared_hinge"), key=lambda i: settings[i]["C"])
+    members = sorted((i for i, s in enumerate(settings) if s["loss"] == loss), key=lambda i: settings[i]["C"])
     targets, classes = ovr_targets(fold.y_train)
-    path = squared_hinge_path(augmented(fold.X_train, spec.intercept_scaling), targets,
-                              [settings[i]["C"] for i in members], max_newton=max_iter or spec.max_iter)
+    path = linear_svc_path(augmented(fold.X_train, spec.intercept_scaling), targets,
+                           [settings[i]["C"] for i in members], loss, max_newton=max_iter or spec.max_iter)
     test = augmented(fold.X_test, spec.intercept_scaling)
     out = {}
     for i, (W, failed) in zip(members, path):
@@ -269,8 +258,8 @@ def _primal_unit(settings, task, fold: _Fold, max_iter) -> dict[int, tuple]:
 
 def dual_linear_svc(n_train: int, n_features: int) -> bool:
     """Whether LinearSVC goes through libsvm (linear_svc_dual): with no more images than dimensions the
-    classes are (nearly) separable and SMO converges fast, while liblinear needs hundreds of passes; with
-    many more images than dimensions SMO slows down at large C and liblinear is the better solver."""
+    classes are (nearly) separable and SMO converges fast; with more images than dimensions SMO slows down
+    at large C and Newton's method in the primal (linear_svc_primal) is the better solver."""
     return n_train <= min(n_features, MAX_KERNEL_ROWS)
 
 
@@ -333,7 +322,7 @@ def _best(settings, fold_scores: np.ndarray) -> tuple[int, np.ndarray]:
 
 def _refit(name, task, setting, X, y, scale, max_iter, dual):
     prefix = "clf__estimator__" if task == "multilabel" else "clf__"
-    if name == "linear-svc" and (dual or setting["loss"] == "squared_hinge"):
+    if name == "linear-svc":
         solver = DualLinearSVC if dual else PrimalLinearSVC
         clf = solver(**{**get_head(name).build().get_params(), **setting, **({"max_iter": max_iter} if max_iter else {})})
         estimator = Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
@@ -345,11 +334,10 @@ def _refit(name, task, setting, X, y, scale, max_iter, dual):
         estimator.set_params(**{prefix + k: v for k, v in setting.items()})
         if max_iter is not None and name == "linear-svc":
             estimator.set_params(**{prefix + "max_iter": max_iter})
-    with _LIBLINEAR if name == "linear-svc" and not dual and setting["loss"] == "hinge" else _NO_LOCK:
-        t0 = time.perf_counter()
-        n_warn = _counting_fit(estimator, X, y)
-        n_warn += not getattr(estimator[-1], "converged_", True)
-        return estimator, time.perf_counter() - t0, n_warn
+    t0 = time.perf_counter()
+    n_warn = _counting_fit(estimator, X, y)
+    n_warn += not getattr(estimator[-1], "converged_", True)
+    return estimator, time.perf_counter() - t0, n_warn
 
 
 def _record(key, f, outcome, scores, seconds, warn_counts, fit_counts) -> None:
@@ -389,9 +377,9 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
         plain = [(name, i, f) for name in names if name not in kernel_names
                  for f in range(len(folds)) for i in range(len(settings[name]))]
         threaded = [u for u in plain if u[0] != "linear-svc"]
-        primal = [u for u in plain if u[0] == "linear-svc" and settings[u[0]][u[1]]["loss"] == "squared_hinge"]
-        jobs += [("primal", f, pool.submit(_primal_unit, settings["linear-svc"], task, fold_data[f], linear_svc_max_iter))
-                 for f in sorted({f for _, _, f in primal})]
+        primal = sorted({(settings[name][i]["loss"], f) for name, i, f in plain if name == "linear-svc"})
+        jobs += [("primal", f, pool.submit(_primal_unit, settings["linear-svc"], loss, task, fold_data[f], linear_svc_max_iter))
+                 for loss, f in primal]
         jobs += [((name, i), f, pool.submit(_plain_unit, name, task, settings[name][i], fold_data[f], None))
                  for name, i, f in threaded]
         for key, f, job in jobs:
@@ -406,13 +394,6 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
                     warn_counts[name] += n_warn
             else:
                 _record(key, f, job.result(), scores, seconds, warn_counts, fit_counts)
-        # liblinear in worker processes (each with its own generator) after the threads are done
-        liblinear = [u for u in plain if u[0] == "linear-svc" and u not in primal]
-        outcomes = Parallel(n_jobs=max(1, int(n_jobs)), backend="loky")(
-            delayed(_plain_unit)(name, task, settings[name][i], fold_data[f], linear_svc_max_iter)
-            for name, i, f in liblinear)
-        for (name, i, f), outcome in zip(liblinear, outcomes):
-            _record((name, i), f, outcome, scores, seconds, warn_counts, fit_counts)
 
         chosen = {}
         for name in names:

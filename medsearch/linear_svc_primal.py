@@ -1,4 +1,4 @@
-"""LinearSVC's squared-hinge problem solved in the primal by Newton's method with exact line search.
+"""LinearSVC's problems solved in the primal by Newton's method with exact line search (both losses).
 
 scikit-learn's LinearSVC(loss='squared_hinge') solves, per one-vs-rest problem with labels y in {-1, +1},
     min_w f(w) = 1/2 |w|^2 + C sum_i max(0, 1 - y_i w.x~_i)^2,   x~ = [x, s] (the bias is a regularised weight).
@@ -12,14 +12,17 @@ stays float64) and Cholesky-factored directly; between steps only the rows that 
 it, so it is updated by those rows; the first step from w = 0, where every row is in A, uses X~'X~, which
 is computed once for all problems and all C. Solutions at one C warm-start the next. The result is
 liblinear's optimum to the gradient tolerance (tests compare the two).
+
+The hinge loss is not smooth; solve_hinge (below) runs an augmented Lagrangian whose inner problems are
+piecewise quadratic again (semismooth Newton; Yan & Li 2020, "An efficient augmented Lagrangian method for
+support vector machine"), and stops on a certified duality gap, where liblinear's coordinate descent on
+the same data stops at its pass cap still short of the optimum.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
-from sklearn.svm import LinearSVC
 
-from .errors import MedsearchError
 from .linear_svc_dual import DualLinearSVC, constant_score
 
 GRAD_TOL = 1e-6  # stop when |grad f(w)| <= GRAD_TOL * |grad f(0)|
@@ -62,9 +65,21 @@ def _step_length(w, p, z, dz, y, C) -> float:
     return t
 
 
-def _outer(rows32: np.ndarray, sign=None) -> np.ndarray:
-    weighted = rows32 if sign is None else rows32 * sign[:, None]
-    return (rows32.T @ weighted).astype(np.float64)
+def _outer(rows: np.ndarray, sign=None) -> np.ndarray:
+    weighted = rows if sign is None else rows * sign[:, None].astype(rows.dtype)
+    return (rows.T @ weighted).astype(np.float64)
+
+
+def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np.ndarray) -> np.ndarray:
+    """-(I + scale H)^-1 g. H is kept by float32 rank updates; should rounding make I + scale H lose
+    definiteness, H is rebuilt in float64 from ``exact_rows`` (in place) and the solve retried."""
+    eye = np.eye(H.shape[0])
+    try:
+        factor = cho_factor(eye + scale * H, check_finite=False)
+    except np.linalg.LinAlgError:
+        H[...] = _outer(exact_rows)
+        factor = cho_factor(eye + scale * H, check_finite=False)
+    return -cho_solve(factor, g, check_finite=False)
 
 
 def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarray | None = None,
@@ -81,7 +96,6 @@ def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarr
     w = np.zeros(dim) if w0 is None else np.array(w0, dtype=np.float64)
     g0 = np.linalg.norm(2.0 * C * (Xa.T @ y))  # |grad f(0)|
     H, previous = None, None
-    eye = np.eye(dim)
     for _ in range(max_newton):
         z = Xa @ w
         active = y * z < 1.0
@@ -94,19 +108,20 @@ def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarr
         elif changed.size:
             H += _outer(Xa32[changed], np.where(active[changed], 1.0, -1.0).astype(np.float32))
         previous = active
-        p = -cho_solve(cho_factor(eye + 2.0 * C * H, check_finite=False), g, check_finite=False)
+        p = _newton_direction(2.0 * C, H, g, Xa[active])
         w = w + _step_length(w, p, z, Xa @ p, y, C) * p
     return w, False
 
 
-def squared_hinge_path(Xa: np.ndarray, targets, Cs, *, max_newton: int = 200) -> list[tuple[np.ndarray, int]]:
+def linear_svc_path(Xa: np.ndarray, targets, Cs, loss: str = "squared_hinge", *,
+                    max_newton: int = 200) -> list[tuple[np.ndarray, int]]:
     """Solve every one-vs-rest problem (``targets``: {-1, +1} vectors) at each C of ``Cs`` (ascending order
     is fastest: each C warm-starts the next). Returns [(W (d+1, K), problems not converged)] in Cs order.
 
     A target with a single sign has no SVM: its column is the constant score scikit-learn's one-vs-rest gives.
     """
     Xa32 = Xa.astype(np.float32)
-    gram = Xa.T @ Xa
+    gram = Xa.T @ Xa if loss == "squared_hinge" else None
     start = [None] * len(targets)
     out = []
     for C in Cs:
@@ -115,36 +130,121 @@ def squared_hinge_path(Xa: np.ndarray, targets, Cs, *, max_newton: int = 200) ->
             if (target > 0).all() or (target < 0).all():
                 column = np.zeros(Xa.shape[1])
                 column[-1] = constant_score(target) / Xa[0, -1]
-            else:
+            elif loss == "squared_hinge":
                 column, converged = solve_squared_hinge(Xa, target, C, w0=start[k], gram=gram, Xa32=Xa32,
                                                         max_newton=max_newton)
                 failed += not converged
                 start[k] = column
+            else:
+                w0, alpha0 = start[k] or (None, None)
+                column, alpha, converged = solve_hinge(Xa, target, C, w0=w0, alpha0=alpha0, Xa32=Xa32,
+                                                       max_newton=max_newton)
+                failed += not converged
+                start[k] = (column, alpha)
             columns.append(column)
         out.append((np.column_stack(columns), failed))
     return out
 
 
 class PrimalLinearSVC(DualLinearSVC):
-    """A LinearSVC whose squared-hinge problems go through ``squared_hinge_path`` (same problem, parameters
-    and attributes as liblinear's); with loss='hinge' it is scikit-learn's LinearSVC (liblinear) unchanged.
-    ``max_iter`` caps the Newton steps. With the squared hinge it takes 2-D 0/1 labels (multilabel) like
-    DualLinearSVC; with the hinge, as LinearSVC itself, it does not (wrap it in OneVsRestClassifier).
+    """A LinearSVC whose problems (either loss) go through ``linear_svc_path``: same problem, parameters and
+    attributes as liblinear's; ``max_iter`` caps the Newton steps. Takes 2-D 0/1 labels (multilabel) like
+    DualLinearSVC.
     """
 
     def _weights(self, X: np.ndarray, targets) -> tuple[np.ndarray, bool]:
         Xa = augmented(X, self.intercept_scaling)
-        [(W, failed)] = squared_hinge_path(Xa, targets, [float(self.C)], max_newton=int(self.max_iter))
+        [(W, failed)] = linear_svc_path(Xa, targets, [float(self.C)], self.loss, max_newton=int(self.max_iter))
         return W.T, failed == 0
 
-    def fit(self, X, y, sample_weight=None):
-        if self.loss == "squared_hinge":
-            return super().fit(X, y, sample_weight)
-        if np.asarray(y).ndim == 2:
-            raise MedsearchError("PrimalLinearSVC with loss='hinge' is liblinear's LinearSVC: wrap it in "
-                                 "OneVsRestClassifier for 2-D (multilabel) labels")
-        estimator = LinearSVC(**self.get_params()).fit(X, y, sample_weight)
-        self.__dict__.update({k: v for k, v in vars(estimator).items() if k.endswith("_")})
-        self.multilabel_ = False
-        self.converged_ = bool(np.all(np.asarray(estimator.n_iter_) < self.max_iter))
-        return self
+
+# ---- the hinge loss: augmented Lagrangian + semismooth Newton ----------------------------------------
+#
+# min_w 1/2 |w|^2 + C sum_i max(0, 1 - m_i), m = A w, A = diag(y) X~. With the split m = s and multipliers
+# lam, minimising the augmented Lagrangian over s leaves phi(w) = 1/2 |w|^2 + sum_i E(a_i.w + lam_i/sigma),
+# E the Moreau envelope of C max(0, 1 - s): E'(v) = 0 (v >= 1), sigma (v - 1) (1 - C/sigma <= v < 1), -C (below).
+# phi is piecewise quadratic, so the same Newton step and exact line search apply, with the Hessian
+# I + sigma A_M'A_M over the rows M in the middle band; lam <- E'(v) after each inner solve, sigma grows.
+# alpha = -lam is a feasible dual point, so the duality gap certifies the optimum.
+
+HINGE_GAP = 1e-6  # stop when primal - dual <= HINGE_GAP * primal
+
+
+def _envelope_slope(v, C, sigma):
+    return np.where(v >= 1.0, 0.0, np.maximum(sigma * (v - 1.0), -C))
+
+
+def _hinge_step_length(w, p, v, dv, C, sigma) -> float:
+    """Exact minimiser t >= 0 of phi(w + t p); v = A w + lam/sigma, dv = A p."""
+    wp, pp = float(w @ p), float(p @ p)
+
+    def slope(t):
+        u = v + t * dv
+        band = (u < 1.0) & (u >= 1.0 - C / sigma)
+        return wp + t * pp + float(_envelope_slope(u, C, sigma) @ dv), pp + sigma * float(dv[band] @ dv[band])
+
+    lo, hi = 0.0, 1.0
+    while slope(hi)[0] < 0:
+        lo, hi = hi, 2.0 * hi
+    t = hi if lo > 0 else 1.0
+    for _ in range(100):
+        d1, d2 = slope(t)
+        if d1 == 0:
+            return t
+        lo, hi = (t, hi) if d1 < 0 else (lo, t)
+        if hi - lo <= 1e-13 * hi:
+            break
+        step = t - d1 / d2 if d2 > 0 else 0.5 * (lo + hi)
+        t = step if lo < step < hi else 0.5 * (lo + hi)
+    return t
+
+
+def hinge_gap(Xa, y, C, w, alpha) -> tuple[float, float]:
+    """(primal objective at w, duality gap against the dual point alpha in [0, C])."""
+    margins = y * (Xa @ w)
+    primal = 0.5 * float(w @ w) + C * float(np.maximum(0.0, 1.0 - margins).sum())
+    wa = Xa.T @ (alpha * y)
+    dual = float(alpha.sum()) - 0.5 * float(wa @ wa)
+    return primal, primal - dual
+
+
+def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None, Xa32=None,
+                gap_tol: float = HINGE_GAP, max_newton: int = 500) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Minimise the hinge-loss problem for labels y in {-1, +1} on X~ = ``Xa``. Returns (w, alpha, converged).
+
+    ``w0`` / ``alpha0`` warm-start (e.g. from a smaller C; alpha is clipped to [0, C]).
+    """
+    n, dim = Xa.shape
+    y = np.asarray(y, dtype=np.float64)
+    Xa32 = Xa.astype(np.float32) if Xa32 is None else Xa32
+    w = np.zeros(dim) if w0 is None else np.array(w0, dtype=np.float64)
+    lam = np.zeros(n) if alpha0 is None else -np.clip(alpha0, 0.0, C)
+    sigma = C  # the band starts 1 wide; a narrow one at small C makes Newton cross kinks at every step
+    G, previous = None, None
+    steps = 0
+    while steps < max_newton:
+        # inner: Newton on phi until its gradient is small against the current infeasibility
+        for _ in range(50):
+            v = y * (Xa @ w) + lam / sigma
+            slope = _envelope_slope(v, C, sigma)
+            g = w + Xa.T @ (slope * y)
+            band = (v < 1.0) & (v >= 1.0 - C / sigma)
+            if np.linalg.norm(g) <= 1e-3 * max(1.0, np.linalg.norm(w)) / sigma or steps >= max_newton:
+                break
+            changed = np.flatnonzero(band != previous) if previous is not None else None
+            if changed is None or changed.size >= band.sum():
+                G = _outer(Xa32[band])
+            elif changed.size:
+                G += _outer(Xa32[changed], np.where(band[changed], 1.0, -1.0).astype(np.float32))
+            previous = band
+            p = _newton_direction(sigma, G, g, Xa[band])
+            w = w + _hinge_step_length(w, p, v, y * (Xa @ p), C, sigma) * p
+            steps += 1
+        v = y * (Xa @ w) + lam / sigma
+        lam = _envelope_slope(v, C, sigma)
+        primal, gap = hinge_gap(Xa, y, C, w, -lam)
+
+        if gap <= gap_tol * max(primal, 1e-12):
+            return w, -lam, True
+        sigma *= 5.0
+    return w, -lam, False

