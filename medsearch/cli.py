@@ -137,11 +137,10 @@ def _csv_list(kind):
 @click.option("--raw-features", is_flag=True, help="Feed raw embeddings to the heads (no standardisation), as the paper did.")
 @click.option("--C", "C", callback=_csv_list(float), help="C values to search (default 0.1,1,10,100).")
 @click.option("--linear-svc-loss", callback=_csv_list(str),
-              help="LinearSVC losses to search (default hinge,squared_hinge; squared_hinge alone is much faster "
-                   "when there are more images than dimensions).")
+              help="LinearSVC losses to search (default hinge,squared_hinge, the paper's).")
 @click.option("--max-iter", "linear_svc_max_iter", default=1000, show_default=True, type=click.IntRange(1),
-              help="Cap of the LinearSVC solver: liblinear's passes (hinge loss with more images than dimensions), "
-                   "Newton steps (squared hinge) or libsvm passes (fewer images than dimensions).")
+              help="Cap of the LinearSVC solver: Newton steps (more images than dimensions) or libsvm passes "
+                   "(fewer images than dimensions).")
 @click.option("--jobs", "n_jobs", type=click.IntRange(1), help="Worker threads (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")

@@ -38,8 +38,8 @@ DEFAULT_HEADS = ("lr", "linear-svc", "svc-linear", "svc-rbf")
 SPLITS = ("auto", "official", "grouped", "paper")
 LABELS = {"lr": "LR", "linear-svc": "LinearSVC", "svc-linear": "SVC-linear", "svc-rbf": "SVC-rbf",
           "knn": "k-NN vote", "retrieval": "retrieval"}
-# Passes of liblinear (LinearSVC on folds with more images than dimensions): scikit-learn's default.
-# heads.py's plain search allows 5000; with more images than dimensions liblinear often uses them all.
+# LinearSVC's solver cap (head_search): Newton steps with more images than dimensions (a few dozen are
+# used), libsvm passes over the data with fewer; scikit-learn's LinearSVC default.
 LINEAR_SVC_MAX_ITER = 1000
 
 
