@@ -21,7 +21,7 @@ the same data stops at its pass cap still short of the optimum.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg import cho_factor, cho_solve, solve
 
 from .linear_svc_dual import DualLinearSVC, constant_score
 
@@ -72,14 +72,17 @@ def _outer(rows: np.ndarray, sign=None) -> np.ndarray:
 
 def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np.ndarray) -> np.ndarray:
     """-(I + scale H)^-1 g. H is kept by float32 rank updates; should rounding make I + scale H lose
-    definiteness, H is rebuilt in float64 from ``exact_rows`` (in place) and the solve retried."""
+    definiteness, H is rebuilt in float64 from ``exact_rows`` (in place) and the solve retried, and as a
+    last resort solved by a symmetric indefinite factorisation."""
     eye = np.eye(H.shape[0])
     try:
-        factor = cho_factor(eye + scale * H, check_finite=False)
+        return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
     except np.linalg.LinAlgError:
         H[...] = _outer(exact_rows)
-        factor = cho_factor(eye + scale * H, check_finite=False)
-    return -cho_solve(factor, g, check_finite=False)
+    try:
+        return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
+    except np.linalg.LinAlgError:
+        return -solve(eye + scale * H, g, assume_a="sym", check_finite=False)
 
 
 def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarray | None = None,
@@ -168,6 +171,7 @@ class PrimalLinearSVC(DualLinearSVC):
 # alpha = -lam is a feasible dual point, so the duality gap certifies the optimum.
 
 HINGE_GAP = 1e-6  # stop when primal - dual <= HINGE_GAP * primal
+SIGMA_MAX = 1e4   # the penalty grows to at most SIGMA_MAX * C (the method converges for any fixed one)
 
 
 def _envelope_slope(v, C, sigma):
@@ -246,5 +250,5 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
 
         if gap <= gap_tol * max(primal, 1e-12):
             return w, -lam, True
-        sigma *= 5.0
+        sigma = min(5.0 * sigma, SIGMA_MAX * C)  # beyond that, rounding in I + sigma G outgrows I
     return w, -lam, False
