@@ -36,19 +36,10 @@ def augmented(X, intercept_scaling: float = 1.0) -> np.ndarray:
     return Xa
 
 
-def _step_length(w, p, z, dz, y, C) -> float:
-    """The exact minimiser t >= 0 of f(w + t p): f' along the line is piecewise linear and increasing.
-
-    z = X~w, dz = X~p. Safeguarded Newton on f'(t) inside a bracket, each step O(n).
-    """
-    wp, pp = float(w @ p), float(p @ p)
-    yz, ydz = y * z, y * dz
-
-    def slope(t):
-        gap = 1.0 - (yz + t * ydz)
-        on = gap > 0
-        return wp + t * pp - 2.0 * C * float(ydz[on] @ gap[on]), pp + 2.0 * C * float(ydz[on] @ ydz[on])
-
+def _minimise_along(slope) -> float:
+    """The t >= 0 where a convex piecewise-quadratic function of t has its minimum, given ``slope(t)`` ->
+    (first, second derivative). Safeguarded Newton on the (piecewise linear, increasing) first derivative
+    inside a bracket; each step costs one slope evaluation, O(n)."""
     lo, hi = 0.0, 1.0
     while slope(hi)[0] < 0:  # still descending at t = hi: widen the bracket
         lo, hi = hi, 2.0 * hi
@@ -60,9 +51,22 @@ def _step_length(w, p, z, dz, y, C) -> float:
         lo, hi = (t, hi) if d1 < 0 else (lo, t)
         if hi - lo <= 1e-13 * hi:
             break
-        step = t - d1 / d2
+        step = t - d1 / d2 if d2 > 0 else 0.5 * (lo + hi)
         t = step if lo < step < hi else 0.5 * (lo + hi)
     return t
+
+
+def _step_length(w, p, z, dz, y, C) -> float:
+    """The exact minimiser t >= 0 of f(w + t p); z = X~w, dz = X~p."""
+    wp, pp = float(w @ p), float(p @ p)
+    yz, ydz = y * z, y * dz
+
+    def slope(t):
+        gap = 1.0 - (yz + t * ydz)
+        on = gap > 0
+        return wp + t * pp - 2.0 * C * float(ydz[on] @ gap[on]), pp + 2.0 * C * float(ydz[on] @ ydz[on])
+
+    return _minimise_along(slope)
 
 
 def _outer(rows: np.ndarray, sign=None) -> np.ndarray:
@@ -187,20 +191,7 @@ def _hinge_step_length(w, p, v, dv, C, sigma) -> float:
         band = (u < 1.0) & (u >= 1.0 - C / sigma)
         return wp + t * pp + float(_envelope_slope(u, C, sigma) @ dv), pp + sigma * float(dv[band] @ dv[band])
 
-    lo, hi = 0.0, 1.0
-    while slope(hi)[0] < 0:
-        lo, hi = hi, 2.0 * hi
-    t = hi if lo > 0 else 1.0
-    for _ in range(100):
-        d1, d2 = slope(t)
-        if d1 == 0:
-            return t
-        lo, hi = (t, hi) if d1 < 0 else (lo, t)
-        if hi - lo <= 1e-13 * hi:
-            break
-        step = t - d1 / d2 if d2 > 0 else 0.5 * (lo + hi)
-        t = step if lo < step < hi else 0.5 * (lo + hi)
-    return t
+    return _minimise_along(slope)
 
 
 def hinge_gap(Xa, y, C, w, alpha) -> tuple[float, float]:
