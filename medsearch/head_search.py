@@ -191,13 +191,11 @@ def _counting_fit(estimator, X, y) -> int:
     return sum(issubclass(item.category, ConvergenceWarning) for item in caught)
 
 
-def _plain_unit(name, task, setting, fold: _Fold, max_iter):
+def _plain_unit(name, task, setting, fold: _Fold):
     """LR on one fold and setting, as GridSearchCV fits it. Returns (AUC, seconds, warnings)."""
     estimator = get_head(name).make(task, scale=False)  # already scaled
     prefix = "clf__estimator__" if task == "multilabel" else "clf__"
     estimator.set_params(**{prefix + k: v for k, v in setting.items()})
-    if max_iter is not None:
-        estimator.set_params(**{prefix + "max_iter": max_iter})
     t0 = time.perf_counter()
     n_warn = _counting_fit(estimator, fold.X_train, fold.y_train)
     seconds = time.perf_counter() - t0
@@ -332,8 +330,6 @@ def _refit(name, task, setting, X, y, scale, max_iter, dual):
     else:
         estimator = get_head(name).make(task, scale=scale)
         estimator.set_params(**{prefix + k: v for k, v in setting.items()})
-        if max_iter is not None and name == "linear-svc":
-            estimator.set_params(**{prefix + "max_iter": max_iter})
     t0 = time.perf_counter()
     n_warn = _counting_fit(estimator, X, y)
     n_warn += not getattr(estimator[-1], "converged_", True)
@@ -380,7 +376,7 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
         primal = sorted({(settings[name][i]["loss"], f) for name, i, f in plain if name == "linear-svc"})
         jobs += [("primal", f, pool.submit(_primal_unit, settings["linear-svc"], loss, task, fold_data[f], linear_svc_max_iter))
                  for loss, f in primal]
-        jobs += [((name, i), f, pool.submit(_plain_unit, name, task, settings[name][i], fold_data[f], None))
+        jobs += [((name, i), f, pool.submit(_plain_unit, name, task, settings[name][i], fold_data[f]))
                  for name, i, f in threaded]
         for key, f, job in jobs:
             if key == "primal":

@@ -74,6 +74,17 @@ def _outer(rows: np.ndarray, sign=None) -> np.ndarray:
     return (rows.T @ weighted).astype(np.float64)
 
 
+def _track_outer(H, mask, previous, Xa32, full=None) -> np.ndarray:
+    """X~_M'X~_M for the rows in ``mask``, from the matrix H of the rows in ``previous``: rebuilt when more
+    rows changed than are in the mask (``full``, X~'X~, when every row is), else updated by the changed rows."""
+    changed = np.flatnonzero(mask != previous) if previous is not None else None
+    if changed is None or changed.size >= mask.sum():
+        return full.copy() if full is not None and mask.all() else _outer(Xa32[mask])
+    if changed.size:
+        H += _outer(Xa32[changed], np.where(mask[changed], 1.0, -1.0).astype(np.float32))
+    return H
+
+
 def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np.ndarray) -> np.ndarray:
     """-(I + scale H)^-1 g. H is kept by float32 rank updates; should rounding make I + scale H lose
     definiteness, H is rebuilt in float64 from ``exact_rows`` (in place) and the solve retried, and as a
@@ -97,10 +108,9 @@ def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarr
     ``w0`` warm-starts (e.g. the solution at a smaller C); the optimum does not depend on it. ``gram``
     (X~'X~) and ``Xa32`` (X~ as float32) may be passed in when several problems share the data.
     """
-    n, dim = Xa.shape
     y = np.asarray(y, dtype=np.float64)
     Xa32 = Xa.astype(np.float32) if Xa32 is None else Xa32
-    w = np.zeros(dim) if w0 is None else np.array(w0, dtype=np.float64)
+    w = np.zeros(Xa.shape[1]) if w0 is None else np.array(w0, dtype=np.float64)
     g0 = np.linalg.norm(2.0 * C * (Xa.T @ y))  # |grad f(0)|
     H, previous = None, None
     for _ in range(max_newton):
@@ -109,12 +119,7 @@ def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarr
         g = w + 2.0 * C * (Xa[active].T @ (z[active] - y[active]))
         if np.linalg.norm(g) <= tol * g0:
             return w, True
-        changed = np.flatnonzero(active != previous) if previous is not None else None
-        if changed is None or changed.size >= active.sum():
-            H = gram.copy() if gram is not None and active.all() else _outer(Xa32[active])
-        elif changed.size:
-            H += _outer(Xa32[changed], np.where(active[changed], 1.0, -1.0).astype(np.float32))
-        previous = active
+        H, previous = _track_outer(H, active, previous, Xa32, gram), active
         p = _newton_direction(2.0 * C, H, g, Xa[active])
         w = w + _step_length(w, p, z, Xa @ p, y, C) * p
     return w, False
@@ -226,19 +231,13 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
             band = (v < 1.0) & (v >= 1.0 - C / sigma)
             if np.linalg.norm(g) <= 1e-3 * max(1.0, np.linalg.norm(w)) / sigma or steps >= max_newton:
                 break
-            changed = np.flatnonzero(band != previous) if previous is not None else None
-            if changed is None or changed.size >= band.sum():
-                G = _outer(Xa32[band])
-            elif changed.size:
-                G += _outer(Xa32[changed], np.where(band[changed], 1.0, -1.0).astype(np.float32))
-            previous = band
+            G, previous = _track_outer(G, band, previous, Xa32), band
             p = _newton_direction(sigma, G, g, Xa[band])
             w = w + _hinge_step_length(w, p, v, y * (Xa @ p), C, sigma) * p
             steps += 1
         v = y * (Xa @ w) + lam / sigma
         lam = _envelope_slope(v, C, sigma)
         primal, gap = hinge_gap(Xa, y, C, w, -lam)
-
         if gap <= gap_tol * max(primal, 1e-12):
             return w, -lam, True
         sigma = min(5.0 * sigma, SIGMA_MAX * C)  # beyond that, rounding in I + sigma G outgrows I
