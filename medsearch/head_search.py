@@ -89,6 +89,18 @@ def _gamma(setting, X64: np.ndarray) -> float:
     return float(setting)
 
 
+def same_gammas(settings, X64: np.ndarray) -> dict:
+    """{gamma setting: value} for the RBF settings, values that agree to 1e-9 made equal. On standardised
+    data without constant columns X.var() is 1, so 'scale' and 'auto' are the same number up to rounding
+    and one kernel and one set of fits serve both (their AUCs are then equal, as GridSearchCV's would be
+    to libsvm's tolerance)."""
+    values = {}
+    for g in dict.fromkeys(s["gamma"] for s in settings):
+        gamma = _gamma(g, X64)
+        values[g] = next((v for v in values.values() if abs(v - gamma) <= 1e-9 * abs(v)), gamma)
+    return values
+
+
 def _sq_distances(gram: np.ndarray, sq_rows: np.ndarray, sq_cols: np.ndarray) -> np.ndarray:
     d2 = gram * -2.0  # in place from here: these are n x n matrices
     d2 += sq_rows[:, None]
@@ -280,28 +292,27 @@ def _kernel_unit(names, task, grids, fold: _Fold, max_iter=None):
             results[name] = (values, time.perf_counter() - t1 + shared / len(names), fits, n_warn)
             continue
         if KERNELS[name] == "linear":
-            kernels = {None: (gram_train, gram_test)}
+            kernels, kernel_of = {None: (gram_train, gram_test)}, {None: None}
         else:
             sq_a, sq_b = np.einsum("ij,ij->i", A, A), np.einsum("ij,ij->i", B, B)
             d_train, d_test = _sq_distances(gram_train, sq_a, sq_a), _sq_distances(gram_test, sq_b, sq_a)
-            kernels = {}
-            for g in dict.fromkeys(s["gamma"] for s in settings):
-                gamma = _gamma(g, A)
-                kernels[g] = (_rbf(d_train, gamma), _rbf(d_test, gamma))
+            kernel_of = same_gammas(settings, A)  # gamma setting -> value; equal values share a kernel
+            kernels = {gamma: (_rbf(d_train, gamma), _rbf(d_test, gamma)) for gamma in dict.fromkeys(kernel_of.values())}
             del d_train, d_test
         for key, (k_train, k_test) in kernels.items():
-            members = sorted((i for i, s in enumerate(settings) if s.get("gamma") == key), key=lambda i: settings[i]["C"])
+            members = [i for i, s in enumerate(settings) if kernel_of[s.get("gamma")] == key]
             saturated_score = None
-            for i in members:
-                if saturated_score is not None:
-                    scores[i] = saturated_score
-                    continue
-                estimator = _svc(name, task, settings[i])
-                _counting_fit(estimator, k_train, fold.y_train)
-                fits += 1
-                scores[i] = _score(estimator, k_test, fold.y_test, task)
-                if _saturated(estimator, settings[i]["C"]):
-                    saturated_score = scores[i]
+            for C in sorted({settings[i]["C"] for i in members}):
+                at_C = [i for i in members if settings[i]["C"] == C]
+                if saturated_score is None:
+                    estimator = _svc(name, task, settings[at_C[0]])
+                    _counting_fit(estimator, k_train, fold.y_train)
+                    fits += 1
+                    score = _score(estimator, k_test, fold.y_test, task)
+                    if _saturated(estimator, C):
+                        saturated_score = score
+                for i in at_C:
+                    scores[i] = score if saturated_score is None else saturated_score
         # the shared Gram matrix is charged in equal parts to the heads that use it
         results[name] = (scores, time.perf_counter() - t1 + shared / len(names), fits, 0)
     return results

@@ -265,3 +265,18 @@ def test_linear_svc_loss_restricts_the_grid(tmp_path):
     message = _one_line_error(lambda: evaluate(store, heads=("linear-svc",), linear_svc_loss=("l1",),
                                                report_dir=tmp_path / "rep2", **QUICK))
     assert "unknown LinearSVC loss" in message
+
+
+def test_rbf_gammas_that_agree_share_one_kernel():
+    """'scale' and 'auto' are the same number on standardised data without constant columns (then one set
+    of fits serves both), and different once a column is constant."""
+    from medsearch.head_search import _gamma, _settings, same_gammas
+
+    settings = _settings(head_grid("svc-rbf"))
+    X = np.random.default_rng(0).normal(size=(50, 8))
+    X = (X - X.mean(0)) / X.std(0)
+    shared = same_gammas(settings, X)
+    assert shared["scale"] == shared["auto"] == pytest.approx(1 / 8)
+    X[:, 0] = 0.0  # a dead column: the overall variance drops to 7/8
+    split = same_gammas(settings, X)
+    assert split == {"scale": _gamma("scale", X), "auto": 1 / 8} and split["scale"] != split["auto"]
