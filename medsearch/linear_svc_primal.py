@@ -190,6 +190,7 @@ class PrimalLinearSVC(DualLinearSVC):
 
 HINGE_GAP = 1e-6  # stop when primal - dual <= HINGE_GAP * primal
 SIGMA_MAX = 1e4   # the penalty grows to at most SIGMA_MAX * C (the method converges for any fixed one)
+SIGMA_START = 0.1  # band width C / sigma: 1 at C <= 0.1, wider (smoother first problems) at larger C
 SIGMA_GROWTH = 2.0  # per outer step; faster growth narrows the band sooner and costs more Newton steps
 
 
@@ -229,7 +230,7 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     Xa32 = Xa.astype(np.float32) if Xa32 is None else Xa32
     w = np.zeros(dim) if w0 is None else np.array(w0, dtype=np.float64)
     lam = np.zeros(n) if alpha0 is None else -np.clip(alpha0, 0.0, C)
-    sigma = C  # the band starts 1 wide; a narrow one at small C makes Newton cross kinks at every step
+    sigma = min(C, SIGMA_START)  # a narrow band makes Newton cross kinks at every step
     G, previous = None, None
     steps = 0
     while steps < max_newton:
