@@ -6,7 +6,9 @@ folds make a setting's mean NaN). The speed comes from:
   per setting; the result is identical);
 - SVC heads run libsvm on a precomputed kernel: per fold one float64 Gram matrix X X^T serves the linear
   kernel and, via ||x - y||^2 = |x|^2 + |y|^2 - 2 x.y (the formula libsvm itself uses), the RBF kernel for
-  every gamma; each SMO step is then a table look-up instead of a 1280-d dot product;
+  every gamma; each SMO step is then a table look-up instead of a 1280-d dot product; gamma settings that
+  are the same number ('scale' and 'auto' on standardised data without constant columns) share one kernel
+  and one set of fits;
 - C path: when a fit at C leaves every dual coefficient strictly below C, the same solution is optimal
   for every larger C (the box constraint is inactive), so those settings reuse its scores;
 - LinearSVC, when a fold has no more images than dimensions, is solved by libsvm on the same Gram

@@ -88,9 +88,10 @@ def _track_outer(H, mask, previous, Xa32, full=None) -> np.ndarray:
 def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np.ndarray) -> np.ndarray:
     """-(I + scale H)^-1 g. H is kept by float32 rank updates, so it is float32-accurate anyway: the matrix
     is factored in float32 (half the time of float64) and the solve refined once against I + scale H in
-    float64. Should rounding make the float32 matrix lose definiteness, H is rebuilt in float64 from
-    ``exact_rows`` (in place) and factored in float64, and as a last resort solved by a symmetric
-    indefinite factorisation."""
+    float64, as long as the float32 solve is good to 10% (else the matrix is too ill-conditioned for
+    float32, as at large penalties, and it is factored in float64). Should rounding make the matrix lose
+    definiteness, H is rebuilt in float64 from ``exact_rows`` (in place), and as a last resort the system
+    is solved by a symmetric indefinite factorisation."""
     M = np.multiply(H, scale, dtype=np.float32)
     M.flat[::M.shape[0] + 1] += 1.0
     try:
@@ -100,13 +101,16 @@ def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np
     else:
         p = -cho_solve(factor, g.astype(np.float32), check_finite=False).astype(np.float64)
         residual = -g - p - scale * (H @ p)
-        return p + cho_solve(factor, residual.astype(np.float32), check_finite=False)
-    H[...] = _outer(exact_rows)
+        if np.linalg.norm(residual) <= 0.1 * np.linalg.norm(g):
+            return p + cho_solve(factor, residual.astype(np.float32), check_finite=False)
     eye = np.eye(H.shape[0])
-    try:
-        return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
-    except np.linalg.LinAlgError:
-        return -solve(eye + scale * H, g, assume_a="sym", check_finite=False)
+    for attempt in range(2):
+        try:
+            return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
+        except np.linalg.LinAlgError:
+            if attempt == 0:
+                H[...] = _outer(exact_rows)
+    return -solve(eye + scale * H, g, assume_a="sym", check_finite=False)
 
 
 def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarray | None = None,
@@ -190,7 +194,6 @@ class PrimalLinearSVC(DualLinearSVC):
 
 HINGE_GAP = 1e-6  # stop when primal - dual <= HINGE_GAP * primal
 SIGMA_MAX = 1e4   # the penalty grows to at most SIGMA_MAX * C (the method converges for any fixed one)
-SIGMA_START = 0.1  # band width C / sigma: 1 at C <= 0.1, wider (smoother first problems) at larger C
 SIGMA_GROWTH = 2.0  # per outer step; faster growth narrows the band sooner and costs more Newton steps
 
 
@@ -230,7 +233,7 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     Xa32 = Xa.astype(np.float32) if Xa32 is None else Xa32
     w = np.zeros(dim) if w0 is None else np.array(w0, dtype=np.float64)
     lam = np.zeros(n) if alpha0 is None else -np.clip(alpha0, 0.0, C)
-    sigma = min(C, SIGMA_START)  # a narrow band makes Newton cross kinks at every step
+    sigma = C  # the band starts 1 wide; a narrow one at small C makes Newton cross kinks at every step
     G, previous = None, None
     steps = 0
     while steps < max_newton:

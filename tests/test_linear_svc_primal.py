@@ -104,3 +104,22 @@ def test_hinge_multilabel_and_path_warm_start():
     targets, _ = ovr_targets(Y)
     path = linear_svc_path(Xa, targets, [0.1, 1.0], "hinge")
     assert np.allclose(Xa @ path[1][0], ours.decision_function(X), atol=1e-3) and path[1][1] == 0
+
+
+@pytest.mark.parametrize("top", [1.0, 1e3])
+def test_newton_direction_is_float64_accurate_however_conditioned(top):
+    """Well conditioned: the float32 factorisation, refined once, solves the system to float64-level accuracy.
+    Ill conditioned (cond 1e10, as at large penalties): float32 rounding makes the rank-updated matrix
+    indefinite, so H is rebuilt in float64 from the rows and the system solved in float64."""
+    from medsearch.linear_svc_primal import _newton_direction, _outer
+
+    rng = np.random.default_rng(0)
+    U, V = np.linalg.qr(rng.normal(size=(400, 60)))[0], np.linalg.qr(rng.normal(size=(60, 60)))[0]
+    rows = U @ np.diag(np.logspace(-3, np.log10(top), 60)) @ V.T
+    H = _outer(rows.astype(np.float32))
+    g, scale = rng.normal(size=60), 1e4
+    p = _newton_direction(scale, H, g, rows)
+    if top > 1:
+        assert np.allclose(H, rows.T @ rows, rtol=0, atol=1e-12)  # rebuilt in place
+    exact = -np.linalg.solve(np.eye(60) + scale * H, g)  # with the matrix it ended up using
+    assert np.linalg.norm(p - exact) <= 1e-6 * np.linalg.norm(exact)
