@@ -303,18 +303,17 @@ def _kernel_unit(names, task, grids, fold: _Fold, max_iter=None):
             del d_train, d_test
         for key, (k_train, k_test) in kernels.items():
             members = [i for i, s in enumerate(settings) if kernel_of[s.get("gamma")] == key]
-            saturated_score = None
+            saturated = False  # once saturated, the last score holds for every larger C
             for C in sorted({settings[i]["C"] for i in members}):
                 at_C = [i for i in members if settings[i]["C"] == C]
-                if saturated_score is None:
+                if not saturated:
                     estimator = _svc(name, task, settings[at_C[0]])
                     _counting_fit(estimator, k_train, fold.y_train)
                     fits += 1
                     score = _score(estimator, k_test, fold.y_test, task)
-                    if _saturated(estimator, C):
-                        saturated_score = score
+                    saturated = _saturated(estimator, C)
                 for i in at_C:
-                    scores[i] = score if saturated_score is None else saturated_score
+                    scores[i] = score
         # the shared Gram matrix is charged in equal parts to the heads that use it
         results[name] = (scores, time.perf_counter() - t1 + shared / len(names), fits, 0)
     return results

@@ -104,13 +104,14 @@ def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np
         if np.linalg.norm(residual) <= 0.1 * np.linalg.norm(g):
             return p + cho_solve(factor, residual.astype(np.float32), check_finite=False)
     eye = np.eye(H.shape[0])
-    for attempt in range(2):
-        try:
-            return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
-        except np.linalg.LinAlgError:
-            if attempt == 0:
-                H[...] = _outer(exact_rows)
-    return -solve(eye + scale * H, g, assume_a="sym", check_finite=False)
+    try:
+        return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
+    except np.linalg.LinAlgError:
+        H[...] = _outer(exact_rows)
+    try:
+        return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
+    except np.linalg.LinAlgError:
+        return -solve(eye + scale * H, g, assume_a="sym", check_finite=False)
 
 
 def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarray | None = None,
