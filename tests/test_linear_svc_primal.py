@@ -123,3 +123,19 @@ def test_newton_direction_is_float64_accurate_however_conditioned(top):
         assert np.allclose(H, rows.T @ rows, rtol=0, atol=1e-12)  # rebuilt in place
     exact = -np.linalg.solve(np.eye(60) + scale * H, g)  # with the matrix it ended up using
     assert np.linalg.norm(p - exact) <= 1e-6 * np.linalg.norm(exact)
+
+
+def test_hinge_cold_start_at_large_C_reaches_the_path_optimum():
+    """From w = 0 at large C the penalty starts small (COLD_SIGMA); the optimum is the warm-started path's."""
+    from medsearch.linear_svc_primal import COLD_SIGMA
+
+    X, y = _data(k=2)
+    Xa = augmented(X)
+    [target], _ = ovr_targets(y)
+    assert COLD_SIGMA < 100.0
+    w, alpha, ok = solve_hinge(Xa, target, 100.0)
+    [(W, failed)] = linear_svc_path(Xa, [target], [0.1, 100.0], "hinge")[1:]
+    primal, gap = hinge_gap(Xa, target, 100.0, w, alpha)
+    primal_path, _ = hinge_gap(Xa, target, 100.0, W[:, 0], alpha)
+    assert ok and failed == 0 and gap <= 1e-6 * primal
+    assert abs(primal - primal_path) <= 1e-6 * primal
