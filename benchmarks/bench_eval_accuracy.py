@@ -7,12 +7,13 @@ Datasets (../shared/data) and how each is split:
   retinamnist    official MedMNIST test split                                   anchor: MedMNIST v2 ResNet-50 0.726
   breastmnist    official MedMNIST test split                                   anchor: MedMNIST v2 ResNet-18 0.901
 Encoders: efficientnet-lite0, efficientnet-lite2 (weights from their pip packages) and mobilenet-v2
-(../shared/weights/mobilenet_v2_imagenet.pth). Stores go to indexes/<dataset> and are reused: indexing
+(../shared/weights/mobilenet_v2_imagenet.pth), and their fusion (medsearch.fusion: 'a+b+c'). Stores go to indexes/<dataset> and are reused: indexing
 again embeds only what is missing. ODIR is slow to embed on 2 cores: --limit N keeps the first patients
 up to N images (both eyes of a patient stay together) and the output says so.
 
     .venv/bin/python benchmarks/bench_eval_accuracy.py [--datasets skin-isic2018,breast-busi]
         [--encoders efficientnet-lite0] [--limit 2000] [--heads lr,linear-svc,svc-linear,svc-rbf]
+        [--C 0.003,0.01,0.03,0.1] [--no-fusion]
 """
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def run(name: str, encoders, args) -> dict:
     store = build_store(name, encoders, args.limit if limited else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = evaluate(store, models=encoders, heads=args.heads, C=args.C, n_boot=args.n_boot, n_jobs=args.jobs,
+        fused = ["+".join(encoders)] if args.fusion and len(encoders) > 1 else []
+        results = evaluate(store, models=[*encoders, *fused], heads=args.heads, C=args.C, n_boot=args.n_boot, n_jobs=args.jobs,
                            reference=name if name != "breast-busi" else None, progress=not args.quiet,
                            report_dir=REPO / "reports" / f"bench-{name}", **spec["evaluate"])
     print(f"  split: {results['split']['description']}; {results['split']['n_train']} train / "
@@ -128,6 +130,8 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--no-fusion", dest="fusion", action="store_false",
+                    help="skip the fused model of all --encoders (evaluated beside them by default)")
     args = ap.parse_args()
     args.heads = tuple(h for h in args.heads.split(",") if h)
     args.C = tuple(float(c) for c in args.C.split(",")) if args.C else None

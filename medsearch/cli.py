@@ -115,7 +115,9 @@ def _csv_list(kind):
 
 @main.command("eval")
 @click.option("--index", "index_dir", required=True, help="Index folder made by `medsearch index`.")
-@click.option("--model", "models", multiple=True, help="Model to evaluate; repeat for several (default: all in the store).")
+@click.option("--model", "models", multiple=True,
+              help="Model to evaluate; repeat for several (default: all in the store). Join stored models with + "
+                   "to evaluate their fusion, e.g. efficientnet-lite0+mobilenet-v2.")
 @click.option("--heads", default="lr,linear-svc,svc-linear,svc-rbf", show_default=True, callback=_csv_list(str),
               help="Comma-separated classification heads (empty for none).")
 @click.option("--no-knn", is_flag=True, help="Skip k-NN voting.")

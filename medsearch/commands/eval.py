@@ -8,7 +8,8 @@ For each model in the store, on one split shared by all models and methods:
 - AUC with a seeded bootstrap CI, accuracy, macro precision/recall/F1, per-class AUC, and paired
   bootstrap AUC deltas of every method against the best one.
 Embeddings are read from the store, never recomputed. ``cv=K`` replaces the single split by K outer
-folds (each row tested once) and pools the out-of-fold scores.
+folds (each row tested once) and pools the out-of-fold scores. A model named 'a+b' is the fusion of the
+store's models a and b (see fusion), scored like any other.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_write_with
 from ..errors import MedsearchError
+from ..fusion import fuse, is_fused
 from ..head_search import head_grid, search_heads
 from ..heads import HEADS, SAVABLE_HEADS, get_head, head_scores
 from ..heads import save_head as write_head
@@ -52,7 +54,7 @@ def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, r
     """Evaluate the store in ``index_dir``; writes a report folder and returns the results (JSON-ready)."""
     heads = _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k)
     data = read_store(index_dir)
-    keys = _model_keys(data, models)
+    keys = _model_keys(data, models, save_head)
     rows = _common_rows(data, keys)
     log = _Log(progress)
     y_all = data.labels[rows]
@@ -126,11 +128,22 @@ def _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k) -> tup
     return heads
 
 
-def _model_keys(data: StoreData, models) -> list[str]:
+def _model_keys(data: StoreData, models, save_head=None) -> list[str]:
+    """The models to evaluate; a fused one ('a+b', see fusion) is built in memory and added to ``data.models``."""
     if not models:
         data.model(next(iter(data.models), None))  # a store without models -> the store's own message
         return list(data.models)
-    return [data.model(key)[0] for key in dict.fromkeys(models)]
+    keys = []
+    for key in dict.fromkeys(models):
+        if is_fused(key):
+            if save_head:
+                raise MedsearchError(f"--save-head needs a stored model: `query` cannot embed an image with a fused "
+                                     f"model ({key}); save the head of one of its parts instead")
+            data.models[key] = fuse(data, key)
+            keys.append(key)
+        else:
+            keys.append(data.model(key)[0])
+    return keys
 
 
 def _common_rows(data: StoreData, keys) -> np.ndarray:
