@@ -7,9 +7,10 @@ Datasets (../shared/data) and how each is split:
   retinamnist    official MedMNIST test split                                   anchor: MedMNIST v2 ResNet-50 0.726
   breastmnist    official MedMNIST test split                                   anchor: MedMNIST v2 ResNet-18 0.901
 Encoders: efficientnet-lite0, efficientnet-lite2 (weights from their pip packages) and mobilenet-v2
-(../shared/weights/mobilenet_v2_imagenet.pth), and their fusion (medsearch.fusion: 'a+b+c'). Stores go to indexes/<dataset> and are reused: indexing
-again embeds only what is missing. ODIR is slow to embed on 2 cores: --limit N keeps the first patients
-up to N images (both eyes of a patient stay together) and the output says so.
+(../shared/weights/mobilenet_v2_imagenet.pth), and their fusion (medsearch.fusion: 'a+b+c'). Stores go to
+indexes/<dataset> and are reused: indexing again embeds only what is missing. ODIR is slow to embed on 2
+cores: --limit N keeps the first patients up to N images (both eyes of a patient stay together) and the
+output says so.
 
     .venv/bin/python benchmarks/bench_eval_accuracy.py [--datasets skin-isic2018,breast-busi]
         [--encoders efficientnet-lite0] [--limit 2000] [--heads lr,linear-svc,svc-linear,svc-rbf]
@@ -92,8 +93,8 @@ def run(name: str, encoders, args) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fused = ["+".join(encoders)] if args.fusion and len(encoders) > 1 else []
-        results = evaluate(store, models=[*encoders, *fused], heads=args.heads, C=args.C, n_boot=args.n_boot, n_jobs=args.jobs,
-                           reference=name if name != "breast-busi" else None, progress=not args.quiet,
+        results = evaluate(store, models=[*encoders, *fused], heads=args.heads, C=args.C, n_boot=args.n_boot,
+                           n_jobs=args.jobs, reference=name if name != "breast-busi" else None, progress=not args.quiet,
                            report_dir=REPO / "reports" / f"bench-{name}", **spec["evaluate"])
     print(f"  split: {results['split']['description']}; {results['split']['n_train']} train / "
           f"{results['split']['n_test']} test rows; anchors: {spec['anchors']}")

@@ -1,9 +1,9 @@
 """Fusion of several encoders of one store: 'lite0+mobilenet-v2' as one more model to evaluate.
 
 Each part's embedding is L2-normalised per row and the parts are concatenated and divided by sqrt(m), so a
-fused vector has unit length and the inner product of two fused vectors is the mean of the parts' cosine
-similarities: the k-NN vote and retrieval rank by that mean, and the heads see every part's features with
-equal weight (each part is then standardised per feature as usual). Built in memory from the stored
+fused vector has unit length (a zero-filled row stays zero) and the inner product of two fused vectors is
+the mean of the parts' cosine similarities: the k-NN vote and retrieval rank by that mean, and the heads see
+every part's features (standardised per feature as usual). Built in memory from the stored
 embeddings; the store itself is not changed. A row is usable only where every part has an embedding.
 """
 from __future__ import annotations
@@ -43,5 +43,6 @@ def fuse(data: StoreData, key: str) -> ModelData:
     for i in np.flatnonzero(~usable):
         reason[i] = "no embedding from " + ", ".join(p for p, mask in zip(parts, masks) if not mask[i])
     state = np.where(usable, EMBEDDED, SKIPPED).astype(np.int8)
-    prov = {"fusion": "L2-normalised parts concatenated / sqrt(parts)", "parts": {p: provenance(m) for p, m in zip(parts, models)}}
+    prov = {"fusion": "L2-normalised parts concatenated / sqrt(parts)",
+            "parts": {p: provenance(m) for p, m in zip(parts, models)}}
     return ModelData(embedding, state, reason, {"provenance": json.dumps(prov)})
