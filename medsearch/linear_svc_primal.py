@@ -237,8 +237,9 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     lam = np.zeros(n) if alpha0 is None else -np.clip(alpha0, 0.0, C)
     # Warm-started, the band starts 1 wide (sigma = C); a narrow one at small C makes Newton cross kinks at
     # every step. From w = 0 at large C, sigma = C can stall where the classes are (nearly) separable, the
-    # multipliers far below C (real ODIR lite0, label H, C = 100: 1000 Newton steps, 188 s, objective still
-    # 6% above the optimum; from sigma = 0.1: 4 s), and is slower on most other problems tried.
+    # multipliers far below C (real ODIR lite0, label H, C = 100: 1000 Newton steps, 178 s, objective still
+    # 6% above the optimum; from sigma = 0.1: 3.7 s; `bench_linear_svc_solvers.py --cold --label 5`), and
+    # is slower on most other problems tried.
     sigma = C if w0 is not None or alpha0 is not None else min(C, COLD_SIGMA)
     G, previous = None, None
     steps = 0
