@@ -141,8 +141,8 @@ def _csv_list(kind):
 @click.option("--linear-svc-loss", callback=_csv_list(str),
               help="LinearSVC losses to search (default hinge,squared_hinge, the paper's).")
 @click.option("--max-iter", "linear_svc_max_iter", default=1000, show_default=True, type=click.IntRange(1),
-              help="Cap of the LinearSVC solver: Newton steps (more images than dimensions) or libsvm passes "
-                   "(fewer images than dimensions).")
+              help="Cap of the LinearSVC solver: Newton steps (more images than dimensions; also SVC-linear's "
+                   "there, binary and multilabel) or libsvm passes (fewer images than dimensions).")
 @click.option("--jobs", "n_jobs", type=click.IntRange(1), help="Worker threads (default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")

@@ -16,6 +16,8 @@ folds make a setting's mean NaN). The speed comes from:
   coordinate descent, which needs hundreds of passes there; with more images than dimensions by Newton's
   method in the primal (linear_svc_primal: every C and one-vs-rest problem of a fold and loss in one unit,
   each C warm-starting the next), where liblinear stops at its pass cap short of the optimum;
+- binary and multilabel SVC-linear with more images than dimensions is the hinge problem with a free bias
+  (one-vs-rest), solved by the same primal solver (primal_svc_linear), where libsvm's SMO crawls at large C;
 - (fold, setting) units run in a thread pool (libsvm and BLAS release the GIL) with BLAS held to one
   thread, since small matrix products slow down badly when oversubscribed.
 LR is fitted by scikit-learn exactly as in the plain search.
@@ -40,7 +42,7 @@ from threadpoolctl import threadpool_limits
 from .errors import MedsearchError
 from .heads import C_GRID, get_head, head_scores
 from .linear_svc_dual import DualLinearSVC, augmented_gram, constant_score, ovr_targets, solve
-from .linear_svc_primal import PrimalLinearSVC, augmented, linear_svc_path
+from .linear_svc_primal import FREE_BIAS_SCALING, PrimalLinearSVC, augmented, linear_svc_path, primal_linear_kernel_svc
 from .metrics import auc_aligned, check_task
 
 KERNELS = {"svc-linear": "linear", "svc-rbf": "rbf"}
@@ -250,15 +252,17 @@ def _linear_svc_unit(gram_train, gram_test, settings, task, fold: _Fold, max_ite
     return scores, fits, not_converged
 
 
-def _primal_unit(settings, loss, task, fold: _Fold, max_iter) -> dict[int, tuple]:
-    """LinearSVC's settings with ``loss`` on one fold by linear_svc_primal: {setting index: (AUC, seconds, not converged)}."""
+def _primal_unit(name, settings, loss, task, fold: _Fold, max_iter) -> dict[int, tuple]:
+    """LinearSVC's settings with ``loss`` (or SVC-linear's, the hinge with a free bias) on one fold by
+    linear_svc_primal: {setting index: (AUC, seconds, not converged)}."""
     t0 = time.perf_counter()
     spec = get_head("linear-svc").build()
-    members = sorted((i for i, s in enumerate(settings) if s["loss"] == loss), key=lambda i: settings[i]["C"])
+    scaling = FREE_BIAS_SCALING if name == "svc-linear" else spec.intercept_scaling
+    members = sorted((i for i, s in enumerate(settings) if s.get("loss", "hinge") == loss), key=lambda i: settings[i]["C"])
     targets, classes = ovr_targets(fold.y_train)
-    path = linear_svc_path(augmented(fold.X_train, spec.intercept_scaling), targets,
+    path = linear_svc_path(augmented(fold.X_train, scaling), targets,
                            [settings[i]["C"] for i in members], loss, max_newton=max_iter or spec.max_iter)
-    test = augmented(fold.X_test, spec.intercept_scaling)
+    test = augmented(fold.X_test, scaling)
     out = {}
     for i, (W, failed) in zip(members, path):
         decision = test @ W
@@ -273,6 +277,14 @@ def dual_linear_svc(n_train: int, n_features: int) -> bool:
     classes are (nearly) separable and SMO converges fast; with more images than dimensions SMO slows down
     at large C and Newton's method in the primal (linear_svc_primal) is the better solver."""
     return n_train <= min(n_features, MAX_KERNEL_ROWS)
+
+
+def primal_svc_linear(task: str, n_train: int, n_features: int) -> bool:
+    """Whether SVC-linear goes through linear_svc_primal (hinge loss, free bias): with more images than
+    dimensions libsvm's SMO crawls at large C (real ODIR, 3.3k x 1280, 8 labels: still in the first fold's
+    C = 10 after 75 minutes). Binary and multilabel SVCs are one-vs-rest SVMs, which the primal solver
+    solves to the same optimum; multiclass SVC is one-vs-one and stays on libsvm."""
+    return task != "multiclass" and not dual_linear_svc(n_train, n_features)
 
 
 def _kernel_unit(names, task, grids, fold: _Fold, max_iter=None):
@@ -330,9 +342,12 @@ def _best(settings, fold_scores: np.ndarray) -> tuple[int, np.ndarray]:
     return int(finite[np.argmax(means[finite])]), means  # argmax takes the first of equal means
 
 
-def _refit(name, task, setting, X, y, scale, max_iter, dual):
+def _refit(name, task, setting, X, y, scale, max_iter, dual, primal_names):
     prefix = "clf__estimator__" if task == "multilabel" else "clf__"
-    if name == "linear-svc":
+    if name == "svc-linear" and name in primal_names:
+        clf = primal_linear_kernel_svc(C=setting["C"], max_iter=max_iter or get_head("linear-svc").build().max_iter)
+        estimator = Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
+    elif name == "linear-svc":
         solver = DualLinearSVC if dual else PrimalLinearSVC
         clf = solver(**{**get_head(name).build().get_params(), **setting, **({"max_iter": max_iter} if max_iter else {})})
         estimator = Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
@@ -369,8 +384,12 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
     X, y = np.asarray(X), np.asarray(y)
     folds = list(folds)
     fold_data = _folds(X, y, folds, scale)
-    dual = "linear-svc" in names and dual_linear_svc(max(tr.size for tr, _ in folds), X.shape[1])
-    kernel_names = [n for n in names if (n in KERNELS and X.shape[0] <= MAX_KERNEL_ROWS) or (n == "linear-svc" and dual)]
+    n_train = max(tr.size for tr, _ in folds)
+    dual = "linear-svc" in names and dual_linear_svc(n_train, X.shape[1])
+    primal_names = [n for n in names if (n == "linear-svc" and not dual)
+                    or (n == "svc-linear" and primal_svc_linear(task, n_train, X.shape[1]))]
+    kernel_names = [n for n in names if n not in primal_names
+                    and ((n in KERNELS and X.shape[0] <= MAX_KERNEL_ROWS) or n == "linear-svc")]
     settings = {name: _settings(grids[name]) for name in names}
     scores = {name: np.full((len(settings[name]), len(folds)), np.nan) for name in names}
     seconds = dict.fromkeys(names, 0.0)
@@ -384,16 +403,17 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
                      for f in range(len(folds))]
         plain = [(name, i, f) for name in names if name not in kernel_names
                  for f in range(len(folds)) for i in range(len(settings[name]))]
-        threaded = [u for u in plain if u[0] != "linear-svc"]
-        primal = sorted({(settings[name][i]["loss"], f) for name, i, f in plain if name == "linear-svc"})
-        jobs += [("primal", f, pool.submit(_primal_unit, settings["linear-svc"], loss, task, fold_data[f], linear_svc_max_iter))
-                 for loss, f in primal]
+        threaded = [u for u in plain if u[0] not in primal_names]
+        primal = sorted({(name, settings[name][i].get("loss", "hinge"), f) for name, i, f in plain if name in primal_names})
+        jobs += [(("primal", name), f, pool.submit(_primal_unit, name, settings[name], loss, task, fold_data[f],
+                                                   linear_svc_max_iter))
+                 for name, loss, f in primal]
         jobs += [((name, i), f, pool.submit(_plain_unit, name, task, settings[name][i], fold_data[f]))
                  for name, i, f in threaded]
         for key, f, job in jobs:
-            if key == "primal":
+            if key[0] == "primal":
                 for i, outcome in job.result().items():
-                    _record(("linear-svc", i), f, outcome, scores, seconds, warn_counts, fit_counts)
+                    _record((key[1], i), f, outcome, scores, seconds, warn_counts, fit_counts)
             elif key == "kernel":
                 for name, (values, secs, fits, n_warn) in job.result().items():
                     scores[name][:, f] = values
@@ -411,7 +431,7 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
                                      "check that every fold holds every class")
             chosen[name] = (best, means)
         refits = {name: pool.submit(_refit, name, task, settings[name][chosen[name][0]], X, y, scale,
-                                    linear_svc_max_iter, dual) for name in names}
+                                    linear_svc_max_iter, dual, primal_names) for name in names}
         results = {}
         for name in names:
             estimator, secs, n_warn = refits[name].result()
@@ -422,7 +442,10 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
                             for i, (s, m) in enumerate(zip(settings[name], means))],
                 seconds=seconds[name] + secs, not_converged=warn_counts[name] + n_warn,
                 n_fits=fit_counts[name] + 1)
-            if name in KERNELS and name not in kernel_names:
+            if name == "svc-linear" and name in primal_names:
+                fit.notes.append(f"{n_train} training rows > {X.shape[1]} dimensions: libsvm's problem (hinge, free bias) "
+                                 "solved by Newton's method in the primal")
+            elif name in KERNELS and name not in kernel_names:
                 fit.notes.append(f"{X.shape[0]} training rows: too many for a precomputed kernel, fitted with the native kernel")
             results[name] = fit
             if on_done:

@@ -172,6 +172,13 @@ def linear_svc_path(Xa: np.ndarray, targets, Cs, loss: str = "squared_hinge", *,
     return out
 
 
+# SVC(kernel='linear') solves the hinge problem with a free (unregularised) bias. With x~ = [x, s] the bias
+# b = s w_b costs b^2 / (2 s^2), and the optimum w_s of that problem is within |b| / s of SVC's w*
+# (the objective is 1-strongly convex in w and differs from SVC's by at most b*^2 / (2 s^2) at w*): at
+# s = 1000, where |b| is a few units on standardised embeddings, that is below libsvm's own tolerance.
+FREE_BIAS_SCALING = 1e3
+
+
 class PrimalLinearSVC(DualLinearSVC):
     """A LinearSVC whose problems (either loss) go through ``linear_svc_path``: same problem, parameters and
     attributes as liblinear's; ``max_iter`` caps the Newton steps. Takes 2-D 0/1 labels (multilabel) like
@@ -182,6 +189,12 @@ class PrimalLinearSVC(DualLinearSVC):
         Xa = augmented(X, self.intercept_scaling)
         [(W, failed)] = linear_svc_path(Xa, targets, [float(self.C)], self.loss, max_newton=int(self.max_iter))
         return W.T, failed == 0
+
+
+def primal_linear_kernel_svc(C: float = 1.0, max_iter: int = 1000) -> PrimalLinearSVC:
+    """SVC(kernel='linear')'s one-vs-rest problems (binary, multilabel) solved in the primal: the hinge loss
+    with the bias made free by FREE_BIAS_SCALING; ``max_iter`` caps the Newton steps."""
+    return PrimalLinearSVC(C=C, loss="hinge", intercept_scaling=FREE_BIAS_SCALING, max_iter=max_iter)
 
 
 # ---- the hinge loss: augmented Lagrangian + semismooth Newton ----------------------------------------

@@ -129,10 +129,14 @@ def test_fast_search_equals_plain_gridsearchcv(task):
         grid = {key: ([c for c in values if c in C] if key.endswith("__C") else values)
                 for key, values in HEADS[name].grid(task).items()}
         estimator, params, cv_auc = fit_head(name, X, y, task, folds=folds, grid=grid)
+        # LinearSVC (and binary / multilabel SVC-linear, more images than dimensions) is solved to optimality
+        # by Newton's method; liblinear and libsvm stop at their tol=1e-4 / 1e-3 short of it, which can swap
+        # the order of a few close scores in a fold
+        primal = name == "linear-svc" or (name == "svc-linear" and task != "multiclass")
+        assert (type(fast[name].estimator[-1]).__name__ == "PrimalLinearSVC") == primal, name
         assert fast[name].params == params, name
-        assert fast[name].cv_auc == pytest.approx(cv_auc, abs=1e-9), name
-        # LinearSVC's refit is solved to optimality by Newton's method; liblinear stops at its tol=1e-4 short of it
-        atol = 1e-3 if name == "linear-svc" else 1e-6
+        assert fast[name].cv_auc == pytest.approx(cv_auc, abs=2e-3 if primal else 1e-9), name
+        atol = (5e-3 if name == "svc-linear" else 1e-3) if primal else 1e-6  # libsvm's tol bounds the KKT gap
         assert np.allclose(head_scores(fast[name].estimator, X_new, task), head_scores(estimator, X_new, task), atol=atol)
         assert len(fast[name].cv_results) == len(C) * (2 if name in ("linear-svc", "svc-rbf") else 1)
 

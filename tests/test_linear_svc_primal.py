@@ -3,11 +3,11 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.svm import LinearSVC
+from sklearn.svm import SVC, LinearSVC
 
 from medsearch.linear_svc_dual import ovr_targets
-from medsearch.linear_svc_primal import (PrimalLinearSVC, augmented, hinge_gap, linear_svc_path, solve_hinge,
-                                        solve_squared_hinge)
+from medsearch.linear_svc_primal import (PrimalLinearSVC, augmented, hinge_gap, linear_svc_path,
+                                        primal_linear_kernel_svc, solve_hinge, solve_squared_hinge)
 
 
 def _data(n=400, d=30, k=3, seed=0):
@@ -139,3 +139,37 @@ def test_hinge_cold_start_at_large_C_reaches_the_path_optimum():
     primal_path, _ = hinge_gap(Xa, target, 100.0, W[:, 0], alpha)
     assert ok and failed == 0 and gap <= 1e-6 * primal
     assert abs(primal - primal_path) <= 1e-6 * primal
+
+
+def _free_bias_objective(X, y, C, w, b) -> float:
+    margins = np.where(y == y.max(), 1.0, -1.0) * (X @ w + b)
+    return 0.5 * float(w @ w) + C * float(np.maximum(0.0, 1.0 - margins).sum())
+
+
+@pytest.mark.parametrize("C", [0.1, 100.0])
+def test_linear_kernel_svc_in_the_primal_is_libsvms_problem(C):
+    """SVC(kernel='linear') has a free bias: the primal solver (bias scaled by FREE_BIAS_SCALING) reaches
+    libsvm's optimum of that problem, run to a tight tolerance, or a lower objective, and the same scores."""
+    X, y = _data(n=400, d=30, k=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SVC(kernel="linear", C=C, tol=1e-10).fit(X, y)
+    ours = primal_linear_kernel_svc(C).fit(X, y)
+    assert ours.converged_
+    ref_obj = _free_bias_objective(X, y, C, ref.coef_[0], ref.intercept_[0])
+    ours_obj = _free_bias_objective(X, y, C, ours.coef_[0], ours.intercept_[0])
+    assert ours_obj <= ref_obj * (1 + 1e-6)
+    scale = np.abs(ref.decision_function(X)).max()
+    assert np.abs(ours.decision_function(X) - ref.decision_function(X)).max() <= 1e-3 * scale
+    # a regularised bias (LinearSVC's problem) is a different optimum: the free bias is what is solved
+    regularised = PrimalLinearSVC(C=C, loss="hinge").fit(X, y)
+    assert _free_bias_objective(X, y, C, regularised.coef_[0], regularised.intercept_[0]) > ours_obj
+
+
+def test_linear_kernel_svc_multilabel_is_one_free_bias_problem_per_column():
+    X, y = _data(n=300, d=20, k=3, seed=3)
+    Y = np.column_stack([y == 0, y != 1]).astype(int)
+    ours = primal_linear_kernel_svc(1.0).fit(X, Y)
+    for j in range(Y.shape[1]):
+        ref = SVC(kernel="linear", C=1.0, tol=1e-8).fit(X, Y[:, j])
+        assert np.allclose(ours.decision_function(X)[:, j], ref.decision_function(X), atol=1e-3)
