@@ -411,15 +411,15 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
         jobs += [((name, i), f, pool.submit(_plain_unit, name, task, settings[name][i], fold_data[f]))
                  for name, i, f in threaded]
         for key, f, job in jobs:
-            if key[0] == "primal":
-                for i, outcome in job.result().items():
-                    _record((key[1], i), f, outcome, scores, seconds, warn_counts, fit_counts)
-            elif key == "kernel":
+            if key == "kernel":
                 for name, (values, secs, fits, n_warn) in job.result().items():
                     scores[name][:, f] = values
                     seconds[name] += secs
                     fit_counts[name] += fits
                     warn_counts[name] += n_warn
+            elif key[0] == "primal":  # key = ("primal", head name)
+                for i, outcome in job.result().items():
+                    _record((key[1], i), f, outcome, scores, seconds, warn_counts, fit_counts)
             else:
                 _record(key, f, job.result(), scores, seconds, warn_counts, fit_counts)
 

@@ -26,6 +26,11 @@ from scipy.linalg import cho_factor, cho_solve, solve
 from .linear_svc_dual import DualLinearSVC, constant_score
 
 GRAD_TOL = 1e-6  # stop when |grad f(w)| <= GRAD_TOL * |grad f(0)|
+# A squared-hinge step shorter than this (exact Newton on a piecewise quadratic takes t near 1 unless it
+# crosses kinks) means the float32-tracked Hessian has drifted too far for 2C: the next step rebuilds it in
+# float64. Real ODIR lite0, C = 10: without this, Newton sat at t = 0 until the 1000-step cap (33 s, not
+# converged); with it, 3 steps (0.6 s).
+STALL_STEP = 1e-3
 
 
 def augmented(X, intercept_scaling: float = 1.0) -> np.ndarray:
@@ -85,24 +90,29 @@ def _track_outer(H, mask, previous, Xa32, full=None) -> np.ndarray:
     return H
 
 
-def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np.ndarray) -> np.ndarray:
+def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np.ndarray,
+                      exact: bool = False) -> np.ndarray:
     """-(I + scale H)^-1 g. H is kept by float32 rank updates, so it is float32-accurate anyway: the matrix
     is factored in float32 (half the time of float64) and the solve refined once against I + scale H in
     float64, as long as the float32 solve is good to 10% (else the matrix is too ill-conditioned for
-    float32, as at large penalties, and it is factored in float64). Should rounding make the matrix lose
-    definiteness, H is rebuilt in float64 from ``exact_rows`` (in place), and as a last resort the system
-    is solved by a symmetric indefinite factorisation."""
-    M = np.multiply(H, scale, dtype=np.float32)
-    M.flat[::M.shape[0] + 1] += 1.0
-    try:
-        factor = cho_factor(M, overwrite_a=True, check_finite=False)
-    except np.linalg.LinAlgError:
-        pass
+    float32, as at large penalties, and it is factored in float64). ``exact`` (after a stalled step: the
+    float32 errors in H itself, magnified by a large scale, can make the direction useless) rebuilds H in
+    float64 from ``exact_rows`` (in place) and factors in float64; so does a matrix that rounding made
+    lose definiteness, and as a last resort the system is solved by a symmetric indefinite factorisation."""
+    if exact:
+        H[...] = _outer(exact_rows)
     else:
-        p = -cho_solve(factor, g.astype(np.float32), check_finite=False).astype(np.float64)
-        residual = -g - p - scale * (H @ p)
-        if np.linalg.norm(residual) <= 0.1 * np.linalg.norm(g):
-            return p + cho_solve(factor, residual.astype(np.float32), check_finite=False)
+        M = np.multiply(H, scale, dtype=np.float32)
+        M.flat[::M.shape[0] + 1] += 1.0
+        try:
+            factor = cho_factor(M, overwrite_a=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            pass
+        else:
+            p = -cho_solve(factor, g.astype(np.float32), check_finite=False).astype(np.float64)
+            residual = -g - p - scale * (H @ p)
+            if np.linalg.norm(residual) <= 0.1 * np.linalg.norm(g):
+                return p + cho_solve(factor, residual.astype(np.float32), check_finite=False)
     eye = np.eye(H.shape[0])
     try:
         return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
@@ -126,7 +136,7 @@ def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarr
     Xa32 = Xa.astype(np.float32) if Xa32 is None else Xa32
     w = np.zeros(Xa.shape[1]) if w0 is None else np.array(w0, dtype=np.float64)
     g0 = np.linalg.norm(2.0 * C * (Xa.T @ y))  # |grad f(0)|
-    H, previous = None, None
+    H, previous, stalled = None, None, False
     for _ in range(max_newton):
         z = Xa @ w
         active = y * z < 1.0
@@ -134,8 +144,9 @@ def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarr
         if np.linalg.norm(g) <= tol * g0:
             return w, True
         H, previous = _track_outer(H, active, previous, Xa32, gram), active
-        p = _newton_direction(2.0 * C, H, g, Xa[active])
-        w = w + _step_length(w, p, z, Xa @ p, y, C) * p
+        p = _newton_direction(2.0 * C, H, g, Xa[active], exact=stalled)
+        t = _step_length(w, p, z, Xa @ p, y, C)
+        w, stalled = w + t * p, t < STALL_STEP
     return w, False
 
 
@@ -266,6 +277,8 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
             if np.linalg.norm(g) <= 1e-3 * max(1.0, np.linalg.norm(w)) / sigma or steps >= max_newton:
                 break
             G, previous = _track_outer(G, band, previous, Xa32), band
+            # (no stall rebuild here: short steps are common after multiplier updates, and rebuilding H on
+            # them cost time on the 7-class benchmark without saving Newton steps)
             p = _newton_direction(sigma, G, g, Xa[band])
             w = w + _hinge_step_length(w, p, v, y * (Xa @ p), C, sigma) * p
             steps += 1

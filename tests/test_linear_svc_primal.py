@@ -173,3 +173,28 @@ def test_linear_kernel_svc_multilabel_is_one_free_bias_problem_per_column():
     for j in range(Y.shape[1]):
         ref = SVC(kernel="linear", C=1.0, tol=1e-8).fit(X, Y[:, j])
         assert np.allclose(ours.decision_function(X)[:, j], ref.decision_function(X), atol=1e-3)
+
+
+
+def test_squared_hinge_recovers_from_a_useless_direction(monkeypatch):
+    """The Hessian is kept by float32 rank updates; where its drift, magnified by 2C, ruins the direction
+    (real ODIR lite0, C = 10: Newton sat at step length 0 until the cap), the step after a stalled one
+    rebuilds the Hessian in float64. Simulated: every direction from the tracked Hessian points uphill."""
+    from medsearch import linear_svc_primal as lp
+
+    X, y = _data(k=2)
+    Xa = augmented(X)
+    [target], _ = ovr_targets(y)
+    reference, ok = solve_squared_hinge(Xa, target, 10.0)
+    assert ok
+    direction = lp._newton_direction
+
+    def drifted(scale, H, g, rows, exact=False):
+        return direction(scale, H, g, rows, exact=True) if exact else g.copy()
+
+    monkeypatch.setattr(lp, "_newton_direction", drifted)
+    w, ok = solve_squared_hinge(Xa, target, 10.0, max_newton=100)
+    assert ok and np.allclose(w, reference, atol=1e-6)
+    monkeypatch.setattr(lp, "STALL_STEP", 0.0)  # the rebuild off: stuck at the start
+    w, ok = solve_squared_hinge(Xa, target, 10.0, max_newton=100)
+    assert not ok and np.abs(w).max() < 1e-12
