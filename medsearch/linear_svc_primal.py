@@ -90,6 +90,17 @@ def _track_outer(H, mask, previous, Xa32, full=None) -> np.ndarray:
     return H
 
 
+def _exact_bias_column(H: np.ndarray, Xa: np.ndarray, mask: np.ndarray) -> None:
+    """Overwrite the bias row and column of H = X~_M'X~_M (M = ``mask``) with their float64 values. With
+    SVC-linear's intercept scaling (1000) their float32 rank updates drift by s^2 times more than the rest, and
+    the Newton step then cannot settle the bias (real ODIR mobilenet-v2, one label at C = 100: the
+    augmented Lagrangian's multipliers lost the balance sum(alpha y) = 0 and stopped at the step cap; exact,
+    it converged in 25 s)."""
+    column = Xa.T @ np.where(mask, Xa[:, -1], 0.0)
+    H[:, -1] = column
+    H[-1, :] = column
+
+
 def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np.ndarray,
                       exact: bool = False) -> np.ndarray:
     """-(I + scale H)^-1 g. H is kept by float32 rank updates, so it is float32-accurate anyway: the matrix
@@ -265,6 +276,7 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     # 6% above the optimum; from sigma = 0.1: 3.7 s; `bench_linear_svc_solvers.py --cold --label 5`), and
     # is slower on most other problems tried.
     sigma = C if w0 is not None or alpha0 is not None else min(C, COLD_SIGMA)
+    exact_bias = Xa[0, -1] > 1.0  # a large intercept scaling (SVC-linear's free bias); see _exact_bias_column
     G, previous = None, None
     steps = 0
     while steps < max_newton:
@@ -277,6 +289,8 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
             if np.linalg.norm(g) <= 1e-3 * max(1.0, np.linalg.norm(w)) / sigma or steps >= max_newton:
                 break
             G, previous = _track_outer(G, band, previous, Xa32), band
+            if exact_bias:
+                _exact_bias_column(G, Xa, band)
             # (no stall rebuild here: short steps are common after multiplier updates, and rebuilding H on
             # them cost time on the 7-class benchmark without saving Newton steps)
             p = _newton_direction(sigma, G, g, Xa[band])
