@@ -17,6 +17,9 @@ The hinge loss is not smooth; solve_hinge (below) runs an augmented Lagrangian w
 piecewise quadratic again (semismooth Newton; Yan & Li 2020, "An efficient augmented Lagrangian method for
 support vector machine"), and stops on a certified duality gap, where liblinear's coordinate descent on
 the same data stops at its pass cap still short of the optimum.
+
+SVC(kernel='linear') (binary, multilabel) is the hinge problem with a free bias; primal_linear_kernel_svc
+solves it as the hinge problem with the bias column scaled by FREE_BIAS_SCALING (see there).
 """
 from __future__ import annotations
 
