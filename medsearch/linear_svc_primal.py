@@ -93,29 +93,19 @@ def _track_outer(H, mask, previous, Xa32, full=None) -> np.ndarray:
     return H
 
 
-def _exact_bias_column(H: np.ndarray, Xa: np.ndarray, mask: np.ndarray) -> None:
-    """Overwrite the bias row and column of H = X~_M'X~_M (M = ``mask``) with their float64 values. With
-    SVC-linear's intercept scaling (1000) their float32 rank updates drift by s^2 times more than the rest, and
-    the Newton step then cannot settle the bias (real ODIR mobilenet-v2, one label at C = 100: the
-    augmented Lagrangian's multipliers lost the balance sum(alpha y) = 0 and stopped at the step cap; exact,
-    it converged in 25 s)."""
-    column = Xa.T @ np.where(mask, Xa[:, -1], 0.0)
-    H[:, -1] = column
-    H[-1, :] = column
-
-
 def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np.ndarray,
-                      exact: bool = False) -> np.ndarray:
+                      exact: bool = False, float64: bool = False) -> np.ndarray:
     """-(I + scale H)^-1 g. H is kept by float32 rank updates, so it is float32-accurate anyway: the matrix
     is factored in float32 (half the time of float64) and the solve refined once against I + scale H in
     float64, as long as the float32 solve is good to 10% (else the matrix is too ill-conditioned for
-    float32, as at large penalties, and it is factored in float64). ``exact`` (after a stalled step: the
+    float32, as at large penalties, and it is factored in float64; ``float64`` skips the float32 attempt).
+    ``exact`` (after a stalled step: the
     float32 errors in H itself, magnified by a large scale, can make the direction useless) rebuilds H in
     float64 from ``exact_rows`` (in place) and factors in float64; so does a matrix that rounding made
     lose definiteness, and as a last resort the system is solved by a symmetric indefinite factorisation."""
     if exact:
         H[...] = _outer(exact_rows)
-    else:
+    elif not float64:
         M = np.multiply(H, scale, dtype=np.float32)
         M.flat[::M.shape[0] + 1] += 1.0
         try:
@@ -279,7 +269,13 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     # 6% above the optimum; from sigma = 0.1: 3.7 s; `bench_linear_svc_solvers.py --cold --label 5`), and
     # is slower on most other problems tried.
     sigma = C if w0 is not None or alpha0 is not None else min(C, COLD_SIGMA)
-    exact_bias = Xa[0, -1] > 1.0  # a large intercept scaling (SVC-linear's free bias); see _exact_bias_column
+    # A large intercept scaling (SVC-linear's free bias) leaves the bias direction without the identity's
+    # help, so its Newton step hangs on a small Schur complement that float32 (in the rank updates or the
+    # factor) cannot resolve: real ODIR mobilenet-v2, one label at C = 100, the multipliers lost the balance
+    # sum(alpha y) = 0 and the solve stopped at the 1000-step cap after 66 s; in float64, 6.4 s.
+    free_bias = Xa[0, -1] > 1.0
+    if free_bias:
+        Xa32 = Xa
     G, previous = None, None
     steps = 0
     while steps < max_newton:
@@ -292,11 +288,9 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
             if np.linalg.norm(g) <= 1e-3 * max(1.0, np.linalg.norm(w)) / sigma or steps >= max_newton:
                 break
             G, previous = _track_outer(G, band, previous, Xa32), band
-            if exact_bias:
-                _exact_bias_column(G, Xa, band)
             # (no stall rebuild here: short steps are common after multiplier updates, and rebuilding H on
             # them cost time on the 7-class benchmark without saving Newton steps)
-            p = _newton_direction(sigma, G, g, Xa[band])
+            p = _newton_direction(sigma, G, g, Xa[band], float64=free_bias)
             w = w + _hinge_step_length(w, p, v, y * (Xa @ p), C, sigma) * p
             steps += 1
         v = y * (Xa @ w) + lam / sigma
