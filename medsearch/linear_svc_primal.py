@@ -99,10 +99,10 @@ def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np
     is factored in float32 (half the time of float64) and the solve refined once against I + scale H in
     float64, as long as the float32 solve is good to 10% (else the matrix is too ill-conditioned for
     float32, as at large penalties, and it is factored in float64; ``float64`` skips the float32 attempt).
-    ``exact`` (after a stalled step: the
-    float32 errors in H itself, magnified by a large scale, can make the direction useless) rebuilds H in
-    float64 from ``exact_rows`` (in place) and factors in float64; so does a matrix that rounding made
-    lose definiteness, and as a last resort the system is solved by a symmetric indefinite factorisation."""
+    ``exact`` (after a stalled step: the float32 errors in H itself, magnified by a large scale, can make the
+    direction useless) rebuilds H in float64 from ``exact_rows`` (in place) and factors in float64; so does a
+    matrix that rounding made lose definiteness, and as a last resort the system is solved by a symmetric
+    indefinite factorisation."""
     if exact:
         H[...] = _outer(exact_rows)
     elif not float64:
