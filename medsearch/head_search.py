@@ -34,13 +34,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ParameterGrid
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from .errors import MedsearchError
-from .heads import C_GRID, get_head, head_scores
+from .heads import C_GRID, get_head, head_scores, scaled
 from .linear_svc_dual import DualLinearSVC, augmented_gram, constant_score, ovr_targets, solve
 from .linear_svc_primal import FREE_BIAS_SCALING, PrimalLinearSVC, augmented, linear_svc_path, primal_linear_kernel_svc
 from .metrics import auc_aligned, check_task
@@ -345,15 +344,14 @@ def _best(settings, fold_scores: np.ndarray) -> tuple[int, np.ndarray]:
 def _refit(name, task, setting, X, y, scale, max_iter, dual, primal_names):
     prefix = "clf__estimator__" if task == "multilabel" else "clf__"
     if name == "svc-linear" and name in primal_names:
-        clf = primal_linear_kernel_svc(C=setting["C"], max_iter=max_iter or get_head("linear-svc").build().max_iter)
-        estimator = Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
+        cap = max_iter or get_head("linear-svc").build().max_iter
+        estimator = scaled(primal_linear_kernel_svc(C=setting["C"], max_iter=cap), scale)
     elif name == "linear-svc":
         solver = DualLinearSVC if dual else PrimalLinearSVC
-        clf = solver(**{**get_head(name).build().get_params(), **setting, **({"max_iter": max_iter} if max_iter else {})})
-        estimator = Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
+        estimator = scaled(solver(**{**get_head(name).build().get_params(), **setting,
+                                     **({"max_iter": max_iter} if max_iter else {})}), scale)
     elif name in KERNELS and X.shape[0] <= MAX_KERNEL_ROWS:
-        clf = KernelSVC(name=name, C=setting["C"], gamma=setting.get("gamma", "scale"))
-        estimator = Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
+        estimator = scaled(KernelSVC(name=name, C=setting["C"], gamma=setting.get("gamma", "scale")), scale)
     else:
         estimator = get_head(name).make(task, scale=scale)
         estimator.set_params(**{prefix + k: v for k, v in setting.items()})

@@ -45,6 +45,11 @@ SAVE_FORMAT = "medsearch-linear-head/1"
 SAVABLE_HEADS = ("lr", "linear-svc")
 
 
+def scaled(clf, scale: bool = True) -> Pipeline:
+    """A head's pipeline: standardisation (or passthrough) then ``clf``."""
+    return Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
+
+
 @dataclass(frozen=True)
 class HeadSpec:
     name: str
@@ -58,7 +63,7 @@ class HeadSpec:
         clf = self.build()
         if task == "multilabel":
             clf = OneVsRestClassifier(clf)
-        return Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
+        return scaled(clf, scale)
 
     def grid(self, task: str) -> dict:
         check_task(task)

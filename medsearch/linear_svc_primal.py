@@ -260,7 +260,6 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     """
     n, dim = Xa.shape
     y = np.asarray(y, dtype=np.float64)
-    Xa32 = Xa.astype(np.float32) if Xa32 is None else Xa32
     w = np.zeros(dim) if w0 is None else np.array(w0, dtype=np.float64)
     lam = np.zeros(n) if alpha0 is None else -np.clip(alpha0, 0.0, C)
     # Warm-started, the band starts 1 wide (sigma = C); a narrow one at small C makes Newton cross kinks at
@@ -274,8 +273,7 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     # factor) cannot resolve: real ODIR mobilenet-v2, one label at C = 100, the multipliers lost the balance
     # sum(alpha y) = 0 and the solve stopped at the 1000-step cap after 66 s; in float64, 6.4 s.
     free_bias = Xa[0, -1] > 1.0
-    if free_bias:
-        Xa32 = Xa
+    Xa32 = Xa if free_bias else (Xa.astype(np.float32) if Xa32 is None else Xa32)
     G, previous = None, None
     steps = 0
     while steps < max_newton:
