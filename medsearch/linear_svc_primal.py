@@ -9,8 +9,9 @@ in a few steps (Keerthi & DeCoste 2005, "A modified finite Newton method for fas
 linear SVMs"): with A = {i : y_i w.x~_i < 1}, the step solves (I + 2C X~_A'X~_A) p = -grad f(w). With at
 most a few thousand dimensions that matrix is formed (in float32; the gradient, which decides convergence,
 stays float64) and Cholesky-factored directly; between steps only the rows that enter or leave A change
-it, so it is updated by those rows; the first step from w = 0, where every row is in A, uses X~'X~, which
-is computed once for all problems and all C. Solutions at one C warm-start the next. The result is
+it, so it is updated by those rows, and while they are few the last factor is reused through the Woodbury
+identity (_NewtonSystem); the first step from w = 0, where every row is in A, uses X~'X~, which is computed
+once for all problems and all C. Solutions at one C warm-start the next. The result is
 liblinear's optimum to the gradient tolerance (tests compare the two).
 
 The hinge loss is not smooth; solve_hinge (below) runs an augmented Lagrangian whose inner problems are
@@ -24,7 +25,7 @@ solves it as the hinge problem with the bias column scaled by FREE_BIAS_SCALING 
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve, solve
+from scipy.linalg import cho_factor, cho_solve, lu_factor, lu_solve, solve
 
 from .linear_svc_dual import DualLinearSVC, constant_score
 
@@ -34,6 +35,7 @@ GRAD_TOL = 1e-6  # stop when |grad f(w)| <= GRAD_TOL * |grad f(0)|
 # float64. Real ODIR lite0, C = 10: without this, Newton sat at t = 0 until the 1000-step cap (33 s, not
 # converged); with it, 3 steps (0.6 s).
 STALL_STEP = 1e-3
+WOODBURY_ROWS = 64  # see _NewtonSystem
 
 
 def augmented(X, intercept_scaling: float = 1.0) -> np.ndarray:
@@ -82,29 +84,19 @@ def _outer(rows: np.ndarray, sign=None) -> np.ndarray:
     return (rows.T @ weighted).astype(np.float64)
 
 
-def _track_outer(H, mask, previous, Xa32, full=None) -> np.ndarray:
-    """X~_M'X~_M for the rows in ``mask``, from the matrix H of the rows in ``previous``: rebuilt when more
-    rows changed than are in the mask (``full``, X~'X~, when every row is), else updated by the changed rows."""
-    changed = np.flatnonzero(mask != previous) if previous is not None else None
-    if changed is None or changed.size >= mask.sum():
-        return full.copy() if full is not None and mask.all() else _outer(Xa32[mask])
-    if changed.size:
-        H += _outer(Xa32[changed], np.where(mask[changed], 1.0, -1.0).astype(np.float32))
-    return H
-
-
-def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np.ndarray,
-                      exact: bool = False, float64: bool = False) -> np.ndarray:
+def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows, exact: bool = False,
+                      float64: bool = False, keep: bool = False):
     """-(I + scale H)^-1 g. H is kept by float32 rank updates, so it is float32-accurate anyway: the matrix
     is factored in float32 (half the time of float64) and the solve refined once against I + scale H in
     float64, as long as the float32 solve is good to 10% (else the matrix is too ill-conditioned for
     float32, as at large penalties, and it is factored in float64; ``float64`` skips the float32 attempt).
     ``exact`` (after a stalled step: the float32 errors in H itself, magnified by a large scale, can make the
-    direction useless) rebuilds H in float64 from ``exact_rows`` (in place) and factors in float64; so does a
-    matrix that rounding made lose definiteness, and as a last resort the system is solved by a symmetric
-    indefinite factorisation."""
+    direction useless) rebuilds H in float64 from ``exact_rows()`` (in place) and factors in float64; so does
+    a matrix that rounding made lose definiteness, and as a last resort the system is solved by a symmetric
+    indefinite factorisation. ``keep``: return (direction, the Cholesky factor used (float32 or float64) or
+    None)."""
     if exact:
-        H[...] = _outer(exact_rows)
+        H[...] = _outer(exact_rows())
     elif not float64:
         M = np.multiply(H, scale, dtype=np.float32)
         M.flat[::M.shape[0] + 1] += 1.0
@@ -116,16 +108,73 @@ def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows: np
             p = -cho_solve(factor, g.astype(np.float32), check_finite=False).astype(np.float64)
             residual = -g - p - scale * (H @ p)
             if np.linalg.norm(residual) <= 0.1 * np.linalg.norm(g):
-                return p + cho_solve(factor, residual.astype(np.float32), check_finite=False)
+                p = p + cho_solve(factor, residual.astype(np.float32), check_finite=False)
+                return (p, factor) if keep else p
+    p, factor = _float64_direction(scale, H, g, exact_rows)
+    return (p, factor) if keep else p
+
+
+def _float64_direction(scale, H, g, exact_rows) -> tuple[np.ndarray, tuple | None]:
     eye = np.eye(H.shape[0])
-    try:
-        return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
-    except np.linalg.LinAlgError:
-        H[...] = _outer(exact_rows)
-    try:
-        return -cho_solve(cho_factor(eye + scale * H, check_finite=False), g, check_finite=False)
-    except np.linalg.LinAlgError:
-        return -solve(eye + scale * H, g, assume_a="sym", check_finite=False)
+    for attempt in range(2):
+        try:
+            factor = cho_factor(eye + scale * H, check_finite=False)
+            return -cho_solve(factor, g, check_finite=False), factor
+        except np.linalg.LinAlgError:
+            if attempt == 0:
+                H[...] = _outer(exact_rows())
+    return -solve(eye + scale * H, g, assume_a="sym", check_finite=False), None
+
+
+class _NewtonSystem:
+    """Newton directions -(I + scale X~_M'X~_M)^-1 g for one solve, where the row set M (the active rows, or
+    the band) changes by a few rows per step.
+
+    H = X~_M'X~_M is kept by float32 rank updates, brought up to date (by the rows that joined or left M, or
+    rebuilt when more changed than M holds; ``full`` = X~'X~ when M is every row) only when a matrix is to be
+    factored. The Cholesky factor of the last matrix factored (float32, or float64) is reused while the scale
+    is unchanged and at most WOODBURY_ROWS rows differ from its M: the direction then comes from it by the
+    Woodbury identity (triangular solves for those rows instead of a d^3/3 factorisation), refined once
+    against the current matrix in float64 like a fresh factor's direction (see _newton_direction).
+    """
+
+    def __init__(self, Xa: np.ndarray, Xa32: np.ndarray, full: np.ndarray | None = None, float64: bool = False):
+        self.Xa, self.Xa32, self.full, self.float64 = Xa, Xa32, full, float64
+        self.H = self.mask = self.factor = self.scale = None
+
+    def direction(self, scale: float, g: np.ndarray, mask: np.ndarray, exact: bool = False) -> np.ndarray:
+        changed = None if self.mask is None else np.flatnonzero(mask != self.mask)
+        if self.factor is not None and scale == self.scale and not exact and changed.size <= WOODBURY_ROWS:
+            p = self._woodbury(scale, g, mask, changed)
+            if p is not None:
+                return p
+        if changed is None or changed.size >= mask.sum():
+            self.H = self.full.copy() if self.full is not None and mask.all() else _outer(self.Xa32[mask])
+        elif changed.size:
+            self.H += _outer(self.Xa32[changed], np.where(mask[changed], 1.0, -1.0).astype(np.float32))
+        self.mask, self.scale = mask, scale
+        p, self.factor = _newton_direction(scale, self.H, g, lambda: self.Xa[mask], exact=exact,
+                                           float64=self.float64, keep=True)
+        return p
+
+    def _woodbury(self, scale, g, mask, changed) -> np.ndarray | None:
+        """I + scale (H + W'SW) = F + W'(scale S)W, with F factored, W the changed rows and S their signs
+        (+1 joined, -1 left): its inverse is F^-1 - Z (S/scale + W Z)^-1 Z', Z = F^-1 W'."""
+        W = self.Xa32[changed]
+        sign = np.where(mask[changed], 1.0, -1.0)
+        Z = cho_solve(self.factor, W.T, check_finite=False) if changed.size else None
+        small = lu_factor(np.diag(sign / scale) + (W @ Z).astype(np.float64), check_finite=False) \
+            if changed.size else None
+
+        def solve_with(v):
+            u = cho_solve(self.factor, v.astype(self.factor[0].dtype), check_finite=False).astype(np.float64)
+            return u if small is None else u - Z @ lu_solve(small, W @ u, check_finite=False)
+
+        p = solve_with(-g)
+        residual = -g - p - scale * (self.H @ p + W.T @ (sign * (W @ p)))
+        if not np.linalg.norm(residual) <= 0.1 * np.linalg.norm(g):
+            return None
+        return p + solve_with(residual)
 
 
 def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarray | None = None,
@@ -140,17 +189,17 @@ def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarr
     Xa32 = Xa.astype(np.float32) if Xa32 is None else Xa32
     w = np.zeros(Xa.shape[1]) if w0 is None else np.array(w0, dtype=np.float64)
     g0 = np.linalg.norm(2.0 * C * (Xa.T @ y))  # |grad f(0)|
-    H, previous, stalled = None, None, False
+    system, stalled = _NewtonSystem(Xa, Xa32, full=gram), False
+    z = Xa @ w  # kept up to date by the steps
     for _ in range(max_newton):
-        z = Xa @ w
         active = y * z < 1.0
-        g = w + 2.0 * C * (Xa[active].T @ (z[active] - y[active]))
+        g = w + 2.0 * C * (Xa.T @ np.where(active, z - y, 0.0))
         if np.linalg.norm(g) <= tol * g0:
             return w, True
-        H, previous = _track_outer(H, active, previous, Xa32, gram), active
-        p = _newton_direction(2.0 * C, H, g, Xa[active], exact=stalled)
-        t = _step_length(w, p, z, Xa @ p, y, C)
-        w, stalled = w + t * p, t < STALL_STEP
+        p = system.direction(2.0 * C, g, active, exact=stalled)
+        dz = Xa @ p
+        t = _step_length(w, p, z, dz, y, C)
+        w, z, stalled = w + t * p, z + t * dz, t < STALL_STEP
     return w, False
 
 
@@ -202,8 +251,20 @@ class PrimalLinearSVC(DualLinearSVC):
 
     def _weights(self, X: np.ndarray, targets) -> tuple[np.ndarray, bool]:
         Xa = augmented(X, self.intercept_scaling)
-        [(W, failed)] = linear_svc_path(Xa, targets, [float(self.C)], self.loss, max_newton=int(self.max_iter))
+        Cs = continuation(float(self.C)) if self.loss == "squared_hinge" else [float(self.C)]
+        W, failed = linear_svc_path(Xa, targets, Cs, self.loss, max_newton=int(self.max_iter))[-1]
         return W.T, failed == 0
+
+
+def continuation(C: float, start: float = 0.1) -> list[float]:
+    """C / 10^k, ..., C / 10, C from the first value at or below ``start``: a squared-hinge solve at a large C
+    from w = 0 crosses kinks at almost every Newton step, and the path through smaller C warm-starts it
+    (7-class benchmark, 8000 x 1280, C = 100: 67.7 s from w = 0, 9.1 s through 0.1, 1 and 10). The hinge
+    solver has its own cold start (COLD_SIGMA) and gains nothing from a path."""
+    ladder = [C]
+    while ladder[0] > start:
+        ladder.insert(0, ladder[0] / 10.0)
+    return ladder
 
 
 def primal_linear_kernel_svc(C: float = 1.0, max_iter: int = 1000) -> PrimalLinearSVC:
@@ -274,24 +335,26 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     # sum(alpha y) = 0 and the solve stopped at the 1000-step cap after 66 s; in float64, 6.4 s.
     free_bias = Xa[0, -1] > 1.0
     Xa32 = Xa if free_bias else (Xa.astype(np.float32) if Xa32 is None else Xa32)
-    G, previous = None, None
+    system = _NewtonSystem(Xa, Xa32, float64=free_bias)
     steps = 0
     while steps < max_newton:
+        margins = y * (Xa @ w)  # kept up to date by the steps below, recomputed once per outer step
         # inner: Newton on phi until its gradient is small against the current infeasibility
         for _ in range(50):
-            v = y * (Xa @ w) + lam / sigma
+            v = margins + lam / sigma
             slope = _envelope_slope(v, C, sigma)
             g = w + Xa.T @ (slope * y)
             band = (v < 1.0) & (v >= 1.0 - C / sigma)
             if np.linalg.norm(g) <= 1e-3 * max(1.0, np.linalg.norm(w)) / sigma or steps >= max_newton:
                 break
-            G, previous = _track_outer(G, band, previous, Xa32), band
             # (no stall rebuild here: short steps are common after multiplier updates, and rebuilding H on
             # them cost time on the 7-class benchmark without saving Newton steps)
-            p = _newton_direction(sigma, G, g, Xa[band], float64=free_bias)
-            w = w + _hinge_step_length(w, p, v, y * (Xa @ p), C, sigma) * p
+            p = system.direction(sigma, g, band)
+            dv = y * (Xa @ p)
+            t = _hinge_step_length(w, p, v, dv, C, sigma)
+            w, margins = w + t * p, margins + t * dv
             steps += 1
-        v = y * (Xa @ w) + lam / sigma
+        v = margins + lam / sigma
         lam = _envelope_slope(v, C, sigma)
         primal, gap = hinge_gap(Xa, y, C, w, -lam)
         if gap <= gap_tol * max(primal, 1e-12):

@@ -118,7 +118,7 @@ def test_newton_direction_is_float64_accurate_however_conditioned(top):
     rows = U @ np.diag(np.logspace(-3, np.log10(top), 60)) @ V.T
     H = _outer(rows.astype(np.float32))
     g, scale = rng.normal(size=60), 1e4
-    p = _newton_direction(scale, H, g, rows)
+    p = _newton_direction(scale, H, g, lambda: rows)
     if top > 1:
         assert np.allclose(H, rows.T @ rows, rtol=0, atol=1e-12)  # rebuilt in place
     exact = -np.linalg.solve(np.eye(60) + scale * H, g)  # with the matrix it ended up using
@@ -189,8 +189,8 @@ def test_squared_hinge_recovers_from_a_useless_direction(monkeypatch):
     assert ok
     direction = lp._newton_direction
 
-    def drifted(scale, H, g, rows, exact=False):
-        return direction(scale, H, g, rows, exact=True) if exact else g.copy()
+    def drifted(scale, H, g, rows, exact=False, **kwargs):  # (and no factor to reuse)
+        return direction(scale, H, g, rows, exact=True, keep=True) if exact else (g.copy(), None)
 
     monkeypatch.setattr(lp, "_newton_direction", drifted)
     w, ok = solve_squared_hinge(Xa, target, 10.0, max_newton=100)
@@ -220,3 +220,52 @@ def test_free_bias_hinge_factors_in_float64(monkeypatch):
     assert solve_hinge(augmented(X, FREE_BIAS_SCALING), target, 10.0)[2] and seen and all(seen)
     seen.clear()
     assert solve_hinge(augmented(X), target, 10.0)[2] and seen and not any(seen)  # LinearSVC: float32 first
+
+
+@pytest.mark.parametrize("float64", [False, True])
+def test_newton_system_reuses_its_factor_only_for_a_few_changed_rows(monkeypatch, float64):
+    """A band that changed by a few rows at the same scale gets its direction from the last factor (Woodbury),
+    exactly the fresh factor's direction; a changed scale, or more changed rows than WOODBURY_ROWS, refactors.
+    Both for the float32 factors of LinearSVC and the float64 ones of SVC-linear's free bias."""
+    from medsearch import linear_svc_primal as lp
+
+    rng = np.random.default_rng(1)
+    Xa = augmented(rng.normal(size=(500, 40)))
+    factored = []
+    direction = lp._newton_direction
+
+    def spy(*args, **kwargs):
+        factored.append(True)
+        return direction(*args, **kwargs)
+
+    monkeypatch.setattr(lp, "_newton_direction", spy)
+    system = lp._NewtonSystem(Xa, Xa if float64 else Xa.astype(np.float32), float64=float64)
+    g = rng.normal(size=Xa.shape[1])
+
+    def exact(scale, mask):
+        return -np.linalg.solve(np.eye(Xa.shape[1]) + scale * Xa[mask].T @ Xa[mask], g)
+
+    mask = rng.random(500) < 0.5
+    steps = [(10.0, mask), (10.0, mask ^ (np.arange(500) < 6)),  # 6 rows joined or left: reused
+             (10.0, mask ^ (np.arange(500) < 200)),             # 200 changed: refactored
+             (20.0, mask ^ (np.arange(500) < 200))]             # new scale: refactored
+    for (scale, m), refactors in zip(steps, [1, 1, 2, 3]):
+        p = system.direction(scale, g, m)
+        assert len(factored) == refactors
+        # (a float32 H is float32-accurate, so that is all the agreement with the float64 matrix there is)
+        assert np.linalg.norm(p - exact(scale, m)) <= (1e-10 if float64 else 1e-5) * np.linalg.norm(p)
+
+
+@pytest.mark.parametrize("C", [1.0, 100.0])
+def test_squared_hinge_fit_goes_through_smaller_C(C):
+    """PrimalLinearSVC's squared hinge at a large C warm-starts through C/10, C/100, ... (continuation):
+    the same optimum as the solve from w = 0, in fewer Newton steps."""
+    from medsearch.linear_svc_primal import continuation
+
+    assert continuation(100.0) == pytest.approx([0.1, 1.0, 10.0, 100.0]) and continuation(0.1) == [0.1]
+    X, y = _data(k=2)
+    [target], _ = ovr_targets(y)
+    cold, ok = solve_squared_hinge(augmented(X), target, C)
+    ours = PrimalLinearSVC(C=C).fit(X, y)
+    assert ok and ours.converged_
+    assert np.allclose(np.r_[ours.coef_[0], ours.intercept_], cold, atol=1e-6)
