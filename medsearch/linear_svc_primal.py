@@ -343,7 +343,8 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
         for _ in range(50):
             v = margins + lam / sigma
             slope = _envelope_slope(v, C, sigma)
-            g = w + Xa.T @ (slope * y)
+            nz = np.flatnonzero(slope)  # rows beyond the margin add nothing: most of them, one-vs-rest
+            g = w + Xa[nz].T @ (slope[nz] * y[nz])
             band = (v < 1.0) & (v >= 1.0 - C / sigma)
             if np.linalg.norm(g) <= 1e-3 * max(1.0, np.linalg.norm(w)) / sigma or steps >= max_newton:
                 break
