@@ -143,7 +143,7 @@ def _csv_list(kind):
 @click.option("--max-iter", "linear_svc_max_iter", default=1000, show_default=True, type=click.IntRange(1),
               help="Cap of the LinearSVC solver: Newton steps (more images than dimensions; also SVC-linear's "
                    "there, binary and multilabel) or libsvm passes (fewer images than dimensions).")
-@click.option("--jobs", "n_jobs", type=click.IntRange(1), help="Worker threads (default: all cores).")
+@click.option("--jobs", "n_jobs", type=click.IntRange(1), help="Parallel workers for the grid search (processes when a primal solver runs, else threads; default: all cores).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def eval_cmd(no_knn, no_retrieval, raw_features, quiet, as_json, heads, **kwargs):

@@ -18,9 +18,9 @@ folds make a setting's mean NaN). The speed comes from:
   each C warm-starting the next), where liblinear stops at its pass cap short of the optimum;
 - binary and multilabel SVC-linear with more images than dimensions is the hinge problem with a free bias
   (one-vs-rest), solved by the same primal solver (primal_svc_linear), where libsvm's SMO crawls at large C;
-- (fold, setting) units run in worker processes (joblib; the GIL would serialise the primal solvers'
-  LAPACK calls between threads) with BLAS held to one thread, since small matrix products slow down badly
-  when oversubscribed; the final refits run in threads.
+- (fold, setting) units run in parallel with BLAS held to one thread, since small matrix products slow
+  down badly when oversubscribed: in worker processes (joblib) when there are primal units, whose LAPACK
+  calls the GIL would serialise between threads, else in threads; the final refits run in threads.
 LR is fitted by scikit-learn exactly as in the plain search.
 """
 from __future__ import annotations
@@ -412,11 +412,12 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
               for name, loss, f in primal]
     units += [((name, i), f, _plain_unit, (name, task, settings[name][i], fold_data[f]))
               for name, i, f in plain if name not in primal_names]
-    # Worker processes, not threads: scipy's LAPACK wrappers (the primal solvers' Cholesky factorisations)
-    # and numpy's many small operations hold the GIL, so two threads ran the 7-class hinge path 1.5x slower
-    # each. joblib memory-maps the fold arrays for the workers instead of copying them per unit.
-    outcomes = Parallel(n_jobs=max(1, int(n_jobs)), backend="loky", return_as="generator")(
-        delayed(_one_blas_thread)(fn, args) for _, _, fn, args in units)
+    # With primal units, worker processes: scipy's LAPACK wrappers (the primal solvers' Cholesky
+    # factorisations) and numpy's many small operations hold the GIL, so two threads ran the 7-class hinge
+    # path 1.5x slower each (joblib memory-maps the fold arrays for the workers). Otherwise threads (libsvm
+    # and BLAS release the GIL), which spare small searches the workers' start-up.
+    outcomes = Parallel(n_jobs=max(1, int(n_jobs)), backend="loky" if primal else "threading",
+                        return_as="generator")(delayed(_one_blas_thread)(fn, args) for _, _, fn, args in units)
 
     with threadpool_limits(1), ThreadPoolExecutor(max(1, int(n_jobs))) as pool:
         for (key, f, _, _), outcome in zip(units, outcomes):
