@@ -204,15 +204,19 @@ def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarr
 
 
 def linear_svc_path(Xa: np.ndarray, targets, Cs, loss: str = "squared_hinge", *,
-                    max_newton: int = 200) -> list[tuple[np.ndarray, int]]:
+                    max_newton: int = 200, squared_first: np.ndarray | None = None) -> list[tuple[np.ndarray, int]]:
     """Solve every one-vs-rest problem (``targets``: {-1, +1} vectors) at each C of ``Cs`` (ascending order
     is fastest: each C warm-starts the next). Returns [(W (d+1, K), problems not converged)] in Cs order.
 
+    ``squared_first`` (hinge only): the squared hinge's solutions W at Cs[0], which then start the hinge
+    problems there (see hinge_start_from_squared) instead of w = 0.
     A target with a single sign has no SVM: its column is the constant score scikit-learn's one-vs-rest gives.
     """
     Xa32 = Xa.astype(np.float32)
     gram = Xa.T @ Xa if loss == "squared_hinge" else None
     start = [None] * len(targets)
+    if squared_first is not None and loss == "hinge":
+        start = [hinge_start_from_squared(Xa, target, Cs[0], squared_first[:, k]) for k, target in enumerate(targets)]
     out = []
     for C in Cs:
         columns, failed = [], 0
@@ -234,6 +238,14 @@ def linear_svc_path(Xa: np.ndarray, targets, Cs, loss: str = "squared_hinge", *,
             columns.append(column)
         out.append((np.column_stack(columns), failed))
     return out
+
+
+def hinge_start_from_squared(Xa, y, C: float, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A warm start for the hinge problem at C from the squared hinge's solution w at the same C: w itself
+    and its dual point 2C max(0, 1 - margin) clipped into the hinge's box [0, C]. On one fold of the 7-class
+    benchmark it cut that fold's hinge path from 26.9 s (cold first C) to 22.0 s; starting every C from the
+    squared hinge, or from the better of the two starts, gained no more."""
+    return w, np.clip(2.0 * C * np.maximum(0.0, 1.0 - y * (Xa @ w)), 0.0, C)
 
 
 # SVC(kernel='linear') solves the hinge problem with a free (unregularised) bias. With x~ = [x, s] the bias
@@ -304,11 +316,13 @@ def _hinge_step_length(w, p, v, dv, C, sigma) -> float:
     return _minimise_along(slope)
 
 
-def hinge_gap(Xa, y, C, w, alpha) -> tuple[float, float]:
-    """(primal objective at w, duality gap against the dual point alpha in [0, C])."""
-    margins = y * (Xa @ w)
+def hinge_gap(Xa, y, C, w, alpha, margins=None) -> tuple[float, float]:
+    """(primal objective at w, duality gap against the dual point alpha in [0, C]); ``margins`` = y * X~w if
+    already computed."""
+    margins = y * (Xa @ w) if margins is None else margins
     primal = 0.5 * float(w @ w) + C * float(np.maximum(0.0, 1.0 - margins).sum())
-    wa = Xa.T @ (alpha * y)
+    support = np.flatnonzero(alpha)
+    wa = Xa[support].T @ (alpha[support] * y[support])
     dual = float(alpha.sum()) - 0.5 * float(wa @ wa)
     return primal, primal - dual
 
@@ -337,8 +351,8 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     Xa32 = Xa if free_bias else (Xa.astype(np.float32) if Xa32 is None else Xa32)
     system = _NewtonSystem(Xa, Xa32, float64=free_bias)
     steps = 0
+    margins = y * (Xa @ w)  # kept up to date by the steps below, recomputed once per outer step
     while steps < max_newton:
-        margins = y * (Xa @ w)  # kept up to date by the steps below, recomputed once per outer step
         # inner: Newton on phi until its gradient is small against the current infeasibility
         for _ in range(50):
             v = margins + lam / sigma
@@ -355,9 +369,9 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
             t = _hinge_step_length(w, p, v, dv, C, sigma)
             w, margins = w + t * p, margins + t * dv
             steps += 1
-        v = margins + lam / sigma
-        lam = _envelope_slope(v, C, sigma)
-        primal, gap = hinge_gap(Xa, y, C, w, -lam)
+        margins = y * (Xa @ w)
+        lam = _envelope_slope(margins + lam / sigma, C, sigma)
+        primal, gap = hinge_gap(Xa, y, C, w, -lam, margins)
         if gap <= gap_tol * max(primal, 1e-12):
             return w, -lam, True
         sigma = min(SIGMA_GROWTH * sigma, SIGMA_MAX * C)  # beyond that, rounding in I + sigma G outgrows I
