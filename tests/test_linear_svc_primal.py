@@ -269,3 +269,25 @@ def test_squared_hinge_fit_goes_through_smaller_C(C):
     ours = PrimalLinearSVC(C=C).fit(X, y)
     assert ok and ours.converged_
     assert np.allclose(np.r_[ours.coef_[0], ours.intercept_], cold, atol=1e-6)
+
+
+def test_hinge_path_started_from_the_squared_hinge_reaches_the_cold_optimum():
+    """The hinge problems at the first C may start from the squared hinge's solution there (its dual point
+    clipped into [0, C] as multipliers): a feasible start, the same certified optimum as from w = 0."""
+    from medsearch.linear_svc_primal import hinge_start_from_squared
+
+    X, y = _data(k=3)
+    Xa = augmented(X)
+    targets, _ = ovr_targets(y)
+    Cs = [0.1, 10.0]
+    [(W_sq, _), _] = linear_svc_path(Xa, targets, Cs, "squared_hinge")
+    cold = linear_svc_path(Xa, targets, Cs, "hinge")
+    warm = linear_svc_path(Xa, targets, Cs, "hinge", squared_first=W_sq)
+    for (Wc, failed_c), (Ww, failed_w), C in zip(cold, warm, Cs):
+        assert failed_c == failed_w == 0
+        for k, t in enumerate(targets):
+            cold_obj, _ = hinge_gap(Xa, t, C, Wc[:, k], np.zeros(t.size))
+            warm_obj, _ = hinge_gap(Xa, t, C, Ww[:, k], np.zeros(t.size))
+            assert abs(warm_obj - cold_obj) <= 2e-6 * cold_obj
+    w, alpha = hinge_start_from_squared(Xa, targets[0], 0.1, W_sq[:, 0])
+    assert np.array_equal(w, W_sq[:, 0]) and alpha.min() >= 0 and alpha.max() <= 0.1 and alpha.max() > 0
