@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ParameterGrid
@@ -343,11 +343,6 @@ def _kernel_unit(names, task, grids, fold: _Fold, max_iter=None):
 # ---- the search ----------------------------------------------------------------------------------
 
 
-def _one_blas_thread(fn, args):
-    with threadpool_limits(1):  # small matrix products slow down badly when oversubscribed
-        return fn(*args)
-
-
 def _best(settings, fold_scores: np.ndarray) -> tuple[int, np.ndarray]:
     means = fold_scores.mean(axis=1)  # NaN when any fold is NaN, as in GridSearchCV
     finite = np.flatnonzero(np.isfinite(means))
@@ -424,11 +419,14 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
     # With primal units, worker processes: scipy's LAPACK wrappers (the primal solvers' Cholesky
     # factorisations) and numpy's many small operations hold the GIL, so two threads ran the 7-class hinge
     # path 1.5x slower each (joblib memory-maps the fold arrays for the workers). Otherwise threads (libsvm
-    # and BLAS release the GIL), which spare small searches the workers' start-up.
-    outcomes = Parallel(n_jobs=max(1, int(n_jobs)), backend="loky" if primal else "threading",
-                        return_as="generator")(delayed(_one_blas_thread)(fn, args) for _, _, fn, args in units)
-
+    # and BLAS release the GIL), which spare small searches the workers' start-up. BLAS gets one thread
+    # either way: in the workers through joblib, in this process (threads, refits) through threadpool_limits,
+    # which is process-wide (set per thread, its exits would undo each other).
+    workers = dict(backend="loky", inner_max_num_threads=1) if primal else dict(backend="threading")
     with threadpool_limits(1), ThreadPoolExecutor(max(1, int(n_jobs))) as pool:
+        with parallel_config(**workers):
+            outcomes = Parallel(n_jobs=max(1, int(n_jobs)), return_as="generator")(
+                delayed(fn)(*args) for _, _, fn, args in units)
         for (key, f, _, _), outcome in zip(units, outcomes):
             if key == "kernel":
                 for name, (values, secs, fits, n_warn) in outcome.items():

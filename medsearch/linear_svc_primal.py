@@ -85,7 +85,7 @@ def _outer(rows: np.ndarray, sign=None) -> np.ndarray:
 
 
 def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows, exact: bool = False,
-                      float64: bool = False, keep: bool = False):
+                      float64: bool = False) -> tuple[np.ndarray, tuple | None]:
     """-(I + scale H)^-1 g. H is kept by float32 rank updates, so it is float32-accurate anyway: the matrix
     is factored in float32 (half the time of float64) and the solve refined once against I + scale H in
     float64, as long as the float32 solve is good to 10% (else the matrix is too ill-conditioned for
@@ -93,8 +93,7 @@ def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows, ex
     ``exact`` (after a stalled step: the float32 errors in H itself, magnified by a large scale, can make the
     direction useless) rebuilds H in float64 from ``exact_rows()`` (in place) and factors in float64; so does
     a matrix that rounding made lose definiteness, and as a last resort the system is solved by a symmetric
-    indefinite factorisation. ``keep``: return (direction, the Cholesky factor used (float32 or float64) or
-    None)."""
+    indefinite factorisation. Returns (direction, the Cholesky factor used (float32 or float64) or None)."""
     if exact:
         H[...] = _outer(exact_rows())
     elif not float64:
@@ -108,10 +107,8 @@ def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows, ex
             p = -cho_solve(factor, g.astype(np.float32), check_finite=False).astype(np.float64)
             residual = -g - p - scale * (H @ p)
             if np.linalg.norm(residual) <= 0.1 * np.linalg.norm(g):
-                p = p + cho_solve(factor, residual.astype(np.float32), check_finite=False)
-                return (p, factor) if keep else p
-    p, factor = _float64_direction(scale, H, g, exact_rows)
-    return (p, factor) if keep else p
+                return p + cho_solve(factor, residual.astype(np.float32), check_finite=False), factor
+    return _float64_direction(scale, H, g, exact_rows)
 
 
 def _float64_direction(scale, H, g, exact_rows) -> tuple[np.ndarray, tuple | None]:
@@ -154,7 +151,7 @@ class _NewtonSystem:
             self.H += _outer(self.Xa32[changed], np.where(mask[changed], 1.0, -1.0).astype(np.float32))
         self.mask, self.scale = mask, scale
         p, self.factor = _newton_direction(scale, self.H, g, lambda: self.Xa[mask], exact=exact,
-                                           float64=self.float64, keep=True)
+                                           float64=self.float64)
         return p
 
     def _woodbury(self, scale, g, mask, changed) -> np.ndarray | None:
@@ -162,9 +159,10 @@ class _NewtonSystem:
         (+1 joined, -1 left): its inverse is F^-1 - Z (S/scale + W Z)^-1 Z', Z = F^-1 W'."""
         W = self.Xa32[changed]
         sign = np.where(mask[changed], 1.0, -1.0)
-        Z = cho_solve(self.factor, W.T, check_finite=False) if changed.size else None
-        small = lu_factor(np.diag(sign / scale) + (W @ Z).astype(np.float64), check_finite=False) \
-            if changed.size else None
+        Z = small = None
+        if changed.size:
+            Z = cho_solve(self.factor, W.T, check_finite=False)
+            small = lu_factor(np.diag(sign / scale) + (W @ Z).astype(np.float64), check_finite=False)
 
         def solve_with(v):
             u = cho_solve(self.factor, v.astype(self.factor[0].dtype), check_finite=False).astype(np.float64)

@@ -118,7 +118,7 @@ def test_newton_direction_is_float64_accurate_however_conditioned(top):
     rows = U @ np.diag(np.logspace(-3, np.log10(top), 60)) @ V.T
     H = _outer(rows.astype(np.float32))
     g, scale = rng.normal(size=60), 1e4
-    p = _newton_direction(scale, H, g, lambda: rows)
+    p, _ = _newton_direction(scale, H, g, lambda: rows)
     if top > 1:
         assert np.allclose(H, rows.T @ rows, rtol=0, atol=1e-12)  # rebuilt in place
     exact = -np.linalg.solve(np.eye(60) + scale * H, g)  # with the matrix it ended up using
@@ -190,7 +190,7 @@ def test_squared_hinge_recovers_from_a_useless_direction(monkeypatch):
     direction = lp._newton_direction
 
     def drifted(scale, H, g, rows, exact=False, **kwargs):  # (and no factor to reuse)
-        return direction(scale, H, g, rows, exact=True, keep=True) if exact else (g.copy(), None)
+        return direction(scale, H, g, rows, exact=True) if exact else (g.copy(), None)
 
     monkeypatch.setattr(lp, "_newton_direction", drifted)
     w, ok = solve_squared_hinge(Xa, target, 10.0, max_newton=100)
