@@ -68,14 +68,17 @@ def _emit(obj, as_json: bool, text: str) -> None:
 @click.option("--index-type", default="flat", show_default=True, help="flat, auto, or a FAISS factory string (HNSW32, IVF256,Flat, ...).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--commit-every", default=300.0, show_default=True, help="Seconds between store commits (finished batches are journaled anyway).")
+@click.option("--moved-from", help="The dataset's old location, when this is the same dataset moved (the store was built "
+                                   "from there); its files are verified by their fingerprints.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index_cmd(dataset, label_cols, quiet, as_json, **kwargs):
     """Embed every image of DATASET once per model and build its FAISS index."""
     from .commands.index import index
+    from .display import printable
 
     summary = index(dataset, label_cols=label_cols.split(",") if label_cols else None, progress=not quiet, **kwargs)
-    lines = [f"indexed {summary['rows']} rows into {summary['out']}"]
+    lines = [f"indexed {summary['rows']} rows into {printable(summary['out'])}", f"  {summary['reading']}"]
     for key, m in summary["models"].items():
         rate = f", {m['images_per_second']} img/s" if m["images_per_second"] else ""
         lines.append(f"  {key}: {m['embedded']} embedded, {m['zero-filled']} zero-filled, {m['skipped']} skipped "

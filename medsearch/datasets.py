@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageError, MedsearchError
+from .display import printable
 from .images import IMAGE_EXTENSIONS, array_to_image, load_image
 
 TASKS = ("binary", "multiclass", "multilabel")
@@ -25,6 +26,10 @@ IMAGE_COLUMNS = ("image", "image_id", "image_path", "filename", "file_name", "fi
 LABEL_COLUMNS = ("label", "labels", "class", "diagnosis", "dx", "target", "finding")
 GROUP_COLUMNS = ("patient_id", "patientid", "patient", "lesion_id", "subject_id", "subject", "group", "id")
 SPLIT_COLUMNS = ("split", "fold_split", "subset", "partition")
+# Names a scan never enters or reads: dot files and folders (.ipynb_checkpoints, .DS_Store, ._x.png resource forks,
+# .~lock.labels.csv#) and macOS archive debris. A checkpoint copy beside its original is an exact duplicate
+# that could land on both sides of a split.
+JUNK_NAMES = ("__MACOSX",)
 NPZ_SPLITS = ("train", "val", "test")
 # Class names of the bundled MedMNIST demo files (MedMNIST v2 INFO); other npz files get numbered classes.
 MEDMNIST_LABELS = {
@@ -33,10 +38,17 @@ MEDMNIST_LABELS = {
 }
 
 
+def is_hidden(name: str) -> bool:
+    """True for a file or folder name that scans skip (see JUNK_NAMES)."""
+    return name.startswith(".") or name in JUNK_NAMES
+
+
 @dataclass
 class Dataset:
     """Everything `index` stores about the rows of a dataset. ``sources[i]`` is a path relative to ``root``
-    (or ``split/index`` inside an npz); ``missing[i]`` gives why a row's image could not be located."""
+    (or ``split/index`` inside an npz); ``missing[i]`` gives why a row's image could not be located.
+    ``reading`` says in one line how the labels were read; ``dropped`` lists manifest rows that cannot be
+    stored at all (id as written, reason)."""
 
     root: str
     layout: str
@@ -49,19 +61,29 @@ class Dataset:
     splits: list[str] | None = None
     missing: dict[int, str] = field(default_factory=dict)
     manifest: str | None = None
+    reading: str = ""
+    dropped: list[tuple[str, str]] = field(default_factory=list)
     _arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def path(self, i: int) -> str | None:
+        """File of row ``i`` (None for an npz row)."""
+        return None if self._arrays is not None else os.path.join(self.root, self.sources[i])
+
+    def array(self, i: int) -> np.ndarray:
+        """The stored array of an npz row."""
+        split, j = self.sources[i].rsplit("/", 1)
+        return self._arrays[split][int(j)]
 
     def open(self, i: int, *, draft_size: int | None = None) -> Image.Image:
         """Decoded RGB image of row ``i``; raises ImageError with the reason when it can't be read."""
         if i in self.missing:
             raise ImageError(self.missing[i])
         if self._arrays is not None:
-            split, j = self.sources[i].rsplit("/", 1)
-            return array_to_image(self._arrays[split][int(j)])
-        return load_image(os.path.join(self.root, self.sources[i]), draft_size=draft_size)
+            return array_to_image(self.array(i))
+        return load_image(self.path(i), draft_size=draft_size)
 
 
 def scan(path: str | os.PathLike, *, layout: str = "auto", manifest: str | None = None,
@@ -83,8 +105,9 @@ def scan(path: str | os.PathLike, *, layout: str = "auto", manifest: str | None 
         ds = _scan_csv(root, manifest, image_col, label_col, label_cols, group_col, split_col, images_dir)
     else:
         ds = _scan_folders(root)
-    if task is not None:
+    if task is not None and task != ds.task:
         ds.task = _check_task(task, ds)
+        ds.reading += f"; task set to {task} by --task"
     return ds
 
 
@@ -101,9 +124,10 @@ def _detect_layout(root: Path, manifest: str | None) -> str:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as exc:
         raise MedsearchError(f"cannot list '{root}': {exc.strerror}; check the path and its permissions") from None
+    entries = [e for e in entries if not is_hidden(e.name)]
     npz = [e for e in entries if e.is_file() and e.name.endswith(".npz")]
     csvs = [e for e in entries if e.is_file() and e.name.endswith(".csv")]
-    class_dirs = [e for e in entries if e.is_dir() and not e.name.startswith(".") and _has_images(Path(e.path))]
+    class_dirs = [e for e in entries if e.is_dir() and _has_images(Path(e.path))]
     if len(class_dirs) >= 2:
         return "folders"
     if csvs:
@@ -116,32 +140,41 @@ def _detect_layout(root: Path, manifest: str | None) -> str:
                          "images with a CSV manifest, or a MedMNIST .npz")
 
 
+def _is_image_name(name: str) -> bool:
+    return not is_hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
 def _has_images(folder: Path) -> bool:
     try:
-        return any(f.suffix.lower() in IMAGE_EXTENSIONS for f in folder.iterdir())
+        return any(_is_image_name(f.name) for f in folder.iterdir())
     except OSError:
         return False
 
 
 def _scan_folders(root: Path) -> Dataset:
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and _has_images(d))
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not is_hidden(d.name) and _has_images(d))
     if len(classes) < 2:
         raise MedsearchError(f"'{root}' needs at least two class sub-folders with images (found {len(classes)})")
     sources, labels = [], []
     for c, name in enumerate(classes):
         for dirpath, dirnames, filenames in os.walk(root / name):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))  # never enter .ipynb_checkpoints & co
             for f in sorted(filenames):
-                if Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith("."):
+                if _is_image_name(f):
                     sources.append(os.path.relpath(os.path.join(dirpath, f), root))
                     labels.append(c)
     task = "binary" if len(classes) == 2 else "multiclass"
-    return Dataset(str(root.resolve()), "folders", list(sources), sources, np.asarray(labels, np.int64), classes, task)
+    reading = f"one sub-folder per class: {', '.join(classes)} ({task})"
+    return Dataset(str(root.resolve()), "folders", list(sources), sources, np.asarray(labels, np.int64), classes, task,
+                   reading=reading)
 
 
 def _scan_npz(path: Path) -> Dataset:
     if path.is_dir():
-        path = next(p for p in sorted(path.iterdir()) if p.suffix == ".npz")
+        found = [p for p in sorted(path.iterdir()) if p.suffix == ".npz" and not is_hidden(p.name)]
+        if len(found) != 1:
+            raise MedsearchError(f"'{path}' holds {len(found)} .npz files: pass the one to index as the dataset path")
+        path = found[0]
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -165,7 +198,10 @@ def _scan_npz(path: Path) -> Dataset:
     names = MEDMNIST_LABELS.get(path.stem.lower())
     if names is None or len(names) != n_classes:
         names = [str(c) for c in range(n_classes)]
-    ds = Dataset(str(path.resolve()), "npz", list(sources), sources, labels, names, task, splits=split_names)
+    reading = (f"labels from the {'_labels, '.join(splits)}_labels arrays ({task}, {len(names)} classes: "
+               f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); official split kept")
+    ds = Dataset(str(path.resolve()), "npz", list(sources), sources, labels, names, task, splits=split_names,
+                 reading=reading)
     ds._arrays = images
     return ds
 
@@ -205,7 +241,7 @@ def _scan_csv(root: Path, manifest, image_col, label_col, label_cols, group_col,
     elif manifest:
         manifest_path = Path(manifest) if os.path.isabs(manifest) else root / manifest
     else:
-        csvs = sorted(p for p in root.glob("*.csv"))
+        csvs = sorted(p for p in root.glob("*.csv") if not is_hidden(p.name))
         preferred = [p for p in csvs if p.stem.lower() in ("labels", "manifest", "metadata", "data")]
         if len(preferred) != 1 and len(csvs) != 1:
             raise MedsearchError(f"'{root}' holds {len(csvs)} CSV files: pass the manifest with --manifest")
@@ -221,7 +257,15 @@ def _scan_csv(root: Path, manifest, image_col, label_col, label_cols, group_col,
     if grp_col is None and group_col is None:
         grp_col = _auto_group_column(header, rows, img_col)
     spl_col = _pick(header, split_col, SPLIT_COLUMNS, "split column", manifest_path)
-    labels, names, task = _csv_labels(header, rows, manifest_path, img_col, grp_col, label_col, label_cols)
+    other_cols = tuple(c for c in (grp_col, spl_col) if c)
+    rows, dropped = _storable_rows(rows, (img_col, *other_cols))
+    if not rows:
+        raise MedsearchError(f"no row of manifest '{manifest_path.name}' can be stored ({dropped[0][1]}): fix the manifest")
+    labels, names, task, reading = _csv_labels(header, rows, manifest_path, img_col, other_cols, label_col, label_cols)
+    if grp_col:
+        reading += f"; groups (patients) from column '{printable(grp_col)}'"
+    if spl_col:
+        reading += f"; official split from column '{printable(spl_col)}'"
 
     image_root = _image_root(root, images_dir)
     ids = [r[img_col] for r in rows]
@@ -239,7 +283,20 @@ def _scan_csv(root: Path, manifest, image_col, label_col, label_cols, group_col,
     groups = [r[grp_col] for r in rows] if grp_col else None
     splits = [r[spl_col].lower() for r in rows] if spl_col else None
     return Dataset(str(root.resolve()), "csv", ids, sources, labels, names, task, groups=groups, splits=splits,
-                   missing=missing, manifest=str(manifest_path.resolve()))
+                   missing=missing, manifest=str(manifest_path.resolve()), reading=reading, dropped=dropped)
+
+
+def _storable_rows(rows, cols) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
+    """Rows whose stored cells (image, group, split) the store can hold, and (id, reason) of the others: HDF5
+    strings cannot contain a NUL byte, and a row without its image cannot be stored."""
+    kept, dropped = [], []
+    for r in rows:
+        bad = next((c for c in cols if "\x00" in r.get(c, "")), None)
+        if bad is None:
+            kept.append(r)
+        else:
+            dropped.append((r.get(cols[0], ""), f"its '{bad}' value contains a NUL byte"))
+    return kept, dropped
 
 
 def _auto_group_column(header, rows, img_col) -> str | None:
@@ -253,33 +310,62 @@ def _auto_group_column(header, rows, img_col) -> str | None:
     return None
 
 
-def _csv_labels(header, rows, path, img_col, grp_col, label_col, label_cols):
-    """One label column -> binary/multiclass; several 0/1 columns -> multiclass if exactly one is set per row, else multilabel."""
+def _csv_labels(header, rows, path, img_col, other_cols, label_col, label_cols):
+    """(labels, label names, task, reading): how the manifest's labels are read, stated in one line.
+
+    Two readings exist: one label column (numbers or names: binary/multiclass), or one 0/1 column per label
+    (exactly one set per row: multiclass with the columns as classes; else multilabel). Without --label-col or
+    --label-cols, a manifest that allows both (a column named like a label, and two or more other-than-id 0/1
+    columns) is refused, unless the two readings are provably the same (the 0/1 columns are the one-hot code of
+    the label column on every row, as in ISIC 2018's labels.csv): a covariate such as ``male`` never becomes a
+    label by guess."""
+    if label_col and label_cols:
+        raise MedsearchError("give either --label-col (one label column) or --label-cols (one 0/1 column per label), not both")
     if label_cols:
         missing = [c for c in label_cols if c not in header]
         if missing:
             raise MedsearchError(f"manifest '{path.name}' has no column(s) {', '.join(missing)}; its columns are: {', '.join(header)}")
-        cols = list(label_cols)
-    elif label_col:
-        cols = []
-    else:
-        cols = [h for h in header if h not in (img_col, grp_col) and _is_binary_column(rows, h)]
-        if len(cols) < 2:
-            cols = []
-    if cols:
-        bad = next((r for r in rows if not _is_binary_column([r], cols[0]) or
-                    any(r.get(c, "") not in ("0", "1", "0.0", "1.0") for c in cols)), None)
-        if bad is not None:
-            raise MedsearchError(f"label columns {', '.join(cols)} of '{path.name}' must hold 0 or 1 "
-                                 f"(row for '{bad.get(img_col)}' does not)")
-        hot = np.array([[int(float(r[c])) for c in cols] for r in rows], dtype=np.int64)
-        if (hot.sum(1) == 1).all():
-            return hot.argmax(1), cols, ("binary" if len(cols) == 2 else "multiclass")
-        return hot, cols, "multilabel"
-    col = _pick(header, label_col, LABEL_COLUMNS, "label column", path)
-    if col is None:
+        labels, names, task = _hot_labels(rows, list(dict.fromkeys(label_cols)), path, img_col)
+        return labels, names, task, _reading_of_columns(names, task, header, img_col, other_cols, "--label-cols")
+    if label_col:
+        col = _pick(header, label_col, (), "label column", path)
+        labels, names, task = _column_labels(rows, col, path)
+        return labels, names, task, _reading_of_column(col, names, task, header, img_col, other_cols, "--label-col")
+    candidates = [h for h in header if h not in (img_col, *other_cols)]
+    hot_cols = [h for h in candidates if _is_binary_column(rows, h)]
+    named = _pick([h for h in candidates], None, LABEL_COLUMNS, "label column", path)
+    if named is not None and len(hot_cols) >= 2:
+        same = _one_hot_of(rows, named, hot_cols) if named not in hot_cols else None
+        if same is None:
+            raise MedsearchError(
+                f"manifest '{path.name}' can be read two ways: one label column '{named}' (the other 0/1 columns "
+                f"{', '.join(c for c in hot_cols if c != named)} ignored), or one 0/1 column per label "
+                f"({', '.join(hot_cols)}): say which with --label-col {named} or --label-cols {','.join(hot_cols)}")
+        labels, names, task = _hot_labels(rows, hot_cols, path, img_col)
+        reading = _reading_of_columns(names, task, [h for h in header if h != named], img_col, other_cols, "auto")
+        return labels, names, task, reading + f"; column '{printable(named)}' agrees with them on every row"
+    if len(hot_cols) >= 2:
+        labels, names, task = _hot_labels(rows, hot_cols, path, img_col)
+        return labels, names, task, _reading_of_columns(names, task, header, img_col, other_cols, "auto")
+    if named is None:
         raise MedsearchError(f"manifest '{path.name}' has no label column (looked for {', '.join(LABEL_COLUMNS)} "
                              "or several 0/1 columns): name it with --label-col or --label-cols")
+    labels, names, task = _column_labels(rows, named, path)
+    return labels, names, task, _reading_of_column(named, names, task, header, img_col, other_cols, "auto")
+
+
+def _hot_labels(rows, cols, path, img_col):
+    bad = next((r for r in rows if any(r.get(c, "") not in ("0", "1", "0.0", "1.0") for c in cols)), None)
+    if bad is not None:
+        raise MedsearchError(f"label columns {', '.join(cols)} of '{path.name}' must hold 0 or 1 "
+                             f"(row for '{printable(bad.get(img_col) or '')}' does not)")
+    hot = np.array([[int(float(r[c])) for c in cols] for r in rows], dtype=np.int64).reshape(len(rows), len(cols))
+    if len(cols) >= 2 and (hot.sum(1) == 1).all():
+        return hot.argmax(1), list(cols), ("binary" if len(cols) == 2 else "multiclass")
+    return hot, list(cols), "multilabel"
+
+
+def _column_labels(rows, col, path):
     values = [r[col] for r in rows]
     empty = sum(1 for v in values if v == "")
     if empty:
@@ -294,9 +380,40 @@ def _csv_labels(header, rows, path, img_col, grp_col, label_col, label_cols):
         codes = {v: i for i, v in enumerate(names)}
         labels = np.array([codes[v] for v in values], dtype=np.int64)
     if len(names) < 2:
-        raise MedsearchError(f"column '{col}' of '{path.name}' holds a single class ('{names[0]}'): "
+        raise MedsearchError(f"column '{col}' of '{path.name}' holds a single class ('{printable(names[0])}'): "
                              "a classifier needs at least two; check --label-col")
     return labels, names, ("binary" if len(names) == 2 else "multiclass")
+
+
+def _one_hot_of(rows, col, hot_cols) -> bool | None:
+    """True when ``hot_cols`` one-hot encode ``col`` (each value always with the same single column, each column
+    with a single value); None otherwise."""
+    value_to_col, col_to_value = {}, {}
+    for r in rows:
+        on = [c for c in hot_cols if float(r[c]) == 1.0]
+        if len(on) != 1:
+            return None
+        v, c = r[col], on[0]
+        if value_to_col.setdefault(v, c) != c or col_to_value.setdefault(c, v) != v:
+            return None
+    return True
+
+
+def _ignored(header, used, img_col, other_cols) -> str:
+    rest = [h for h in header if h and h not in used and h != img_col and h not in other_cols]
+    return f"; columns ignored: {', '.join(rest)}" if rest else ""
+
+
+def _reading_of_column(col, names, task, header, img_col, other_cols, how) -> str:
+    shown = ", ".join(printable(n) for n in names[:8]) + (", ..." if len(names) > 8 else "")
+    return (f"labels from column '{printable(col)}' ({task}, {len(names)} classes: {shown}; {how})"
+            + _ignored(header, {col}, img_col, other_cols))
+
+
+def _reading_of_columns(cols, task, header, img_col, other_cols, how) -> str:
+    kind = "multi-hot" if task == "multilabel" else "one-hot"
+    return (f"labels from {len(cols)} 0/1 columns {', '.join(printable(c) for c in cols)} ({kind}, {task}; {how})"
+            + _ignored(header, set(cols), img_col, other_cols))
 
 
 def _is_int(v: str) -> bool:
@@ -334,7 +451,7 @@ def _stem_index(folder: Path) -> dict[str, str]:
     try:
         for e in os.scandir(folder):
             stem, ext = os.path.splitext(e.name)
-            if ext.lower() in IMAGE_EXTENSIONS + (".dcm",):
+            if ext.lower() in IMAGE_EXTENSIONS + (".dcm",) and not is_hidden(e.name):
                 out.setdefault(stem, e.name)
     except OSError:
         pass
@@ -352,6 +469,8 @@ def _resolve(image_root: Path, root: Path, name: str, listing: dict[str, str]) -
     root_abs, cand_abs = os.path.normpath(os.path.abspath(root)), os.path.normpath(os.path.abspath(candidate))
     if not cand_abs.startswith(root_abs + os.sep):
         return name, "path escapes the dataset folder"
+    if any(is_hidden(part) for part in Path(os.path.relpath(cand_abs, root_abs)).parts):
+        return os.path.relpath(candidate, root), "hidden file or folder (names starting with '.' are never read)"
     if not os.path.lexists(candidate):
         return os.path.relpath(candidate, root), "file not found"
     return os.path.relpath(candidate, root), None

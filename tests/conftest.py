@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -57,3 +58,43 @@ def csv_dataset(tmp_path) -> Path:
         w.writeheader()
         w.writerows(rows)
     return root
+
+
+class TinyEncoder:
+    """Stands in for a network where the point is the input handling, not the embedding: the mean colour."""
+
+    dim = 3
+    preprocess = SimpleNamespace(resize=8, crop=8)
+    weights_source = "test"
+    weights_sha256 = None
+
+    def prepare(self, img):
+        return np.asarray(img.resize((8, 8)), dtype=np.uint8)
+
+    def encode(self, batch):
+        return batch.reshape(len(batch), -1, 3).mean(1).astype(np.float32) + 1
+
+    def encode_zero(self, n):
+        return np.zeros((n, 3), np.float32)
+
+    def provenance(self):
+        return {"encoder": "tiny", "dim": 3, "weights_source": "test", "weights_sha256": None,
+                "preprocess": {"resize": 8, "crop": 8, "interpolation": "bilinear", "norm": "mean-std",
+                               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """`index` with the TinyEncoder in place of any --model."""
+    import medsearch.commands.index as index_module
+
+    monkeypatch.setattr(index_module, "load_encoder", lambda *a, **k: TinyEncoder())
+    monkeypatch.setattr(index_module, "get_spec", lambda name: SimpleNamespace(preprocess=None))
+    monkeypatch.setattr(index_module, "preprocess_with", lambda *a, **k: TinyEncoder.preprocess)
+
+
+def index_tiny(ds, out, **kw):
+    """`index` of ``ds`` into ``out`` with the TinyEncoder (use with the ``tiny`` fixture)."""
+    from medsearch.commands.index import index
+
+    return index(str(ds), out=str(out), models=("tiny",), progress=False, **kw)

@@ -2,6 +2,8 @@ import csv
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from medsearch.datasets import scan
 from medsearch.errors import ImageError, MedsearchError
@@ -105,8 +107,158 @@ def test_npz_keeps_official_split():
 def test_real_layouts_detected():
     busi = scan(needs_shared("breast-busi"))
     assert busi.layout == "folders" and busi.label_names == ["benign", "malignant", "normal"] and len(busi) == 780
-    odir = scan(needs_shared("retina-odir"))
+    odir = scan(needs_shared("retina-odir"), label_cols=list("NDGCAHMO"))
     assert odir.task == "multilabel" and odir.label_names == list("NDGCAHMO") and odir.groups is not None
     skin = scan(needs_shared("skin-isic2018"))
     assert skin.task == "multiclass" and skin.label_names == ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
     assert (skin.labels[:2] == [1, 4]).all() and not skin.missing
+
+
+# ---- how labels are read: never a silent guess (issue 12, defect 2) ---------------------------------------
+
+
+def _images(root, n=4):
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        make_image(root / f"{i}.png", i % 2, i)
+
+
+def test_covariate_is_not_read_as_a_label(tmp_path):
+    """`image,label,male` with 0/1 in both: one label plus a covariate, or two labels? Refused, naming both flags."""
+    _images(tmp_path)
+    _write_csv(tmp_path / "labels.csv", ["image", "label", "male"],
+               [["0.png", 0, 1], ["1.png", 1, 1], ["2.png", 0, 0], ["3.png", 1, 0]])
+    with pytest.raises(MedsearchError) as err:
+        scan(tmp_path)
+    msg = str(err.value)
+    assert "--label-col label" in msg and "--label-cols label,male" in msg and "\n" not in msg
+    ds = scan(tmp_path, label_col="label")
+    assert ds.task == "binary" and ds.labels.tolist() == [0, 1, 0, 1] and "columns ignored: male" in ds.reading
+    ds = scan(tmp_path, label_cols=["label", "male"])
+    assert ds.task == "multilabel" and ds.label_names == ["label", "male"] and "--label-cols" in ds.reading
+    with pytest.raises(MedsearchError, match="not both"):
+        scan(tmp_path, label_col="label", label_cols=["label", "male"])
+
+
+def test_label_column_with_its_own_one_hot_code_is_one_reading(tmp_path):
+    """ISIC 2018's layout: a label column and the one-hot columns that encode it agree, so nothing is guessed."""
+    _images(tmp_path)
+    _write_csv(tmp_path / "labels.csv", ["image", "label", "A", "B", "C"],
+               [["0.png", 2, 0, 0, 1], ["1.png", 0, 1, 0, 0], ["2.png", 1, 0, 1, 0], ["3.png", 2, 0, 0, 1]])
+    ds = scan(tmp_path)
+    assert ds.label_names == ["A", "B", "C"] and ds.labels.tolist() == [2, 0, 1, 2]
+    assert "agrees with them" in ds.reading
+    # one row where they disagree: two readings again
+    _write_csv(tmp_path / "labels.csv", ["image", "label", "A", "B", "C"],
+               [["0.png", 2, 0, 0, 1], ["1.png", 0, 1, 0, 0], ["2.png", 1, 0, 1, 0], ["3.png", 0, 0, 0, 1]])
+    with pytest.raises(MedsearchError, match="can be read two ways"):
+        scan(tmp_path)
+
+
+def test_real_odir_needs_its_label_columns_named():
+    """ODIR's labels.csv has the per-image diagnosis `labels` beside 8 patient-level 0/1 columns."""
+    root = needs_shared("retina-odir")
+    with pytest.raises(MedsearchError, match="--label-cols N,D,G,C,A,H,M,O"):
+        scan(root)
+    ds = scan(root, label_cols=list("NDGCAHMO"))
+    assert ds.task == "multilabel" and "columns ignored: labels" in ds.reading and ds.groups is not None
+
+
+LABELISH = ("label", "dx")
+POOL = ("label", "dx", "male", "A", "B", "C", "age")
+VALUES = {"01": ["0", "1"], "01f": ["0.0", "1.0"], "int": ["0", "1", "2", "3"], "str": ["a", "b", "c"]}
+
+
+def _partition(values) -> set:
+    return {frozenset(i for i, v in enumerate(values) if v == x) for x in set(values)}
+
+
+@pytest.fixture(scope="module")
+def prop_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("manifests")
+    _images(root, 8)
+    return root
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_property_label_reading_is_unambiguous_or_an_error(prop_root, data):
+    """Over random manifests: an ambiguous one (a column named like a label and two or more other 0/1 columns that
+    are not its one-hot code) is always an error naming both flags; any manifest that is read is read the one way
+    it allows, with the labels that way gives, and the reading is stated."""
+    cols = data.draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=5, unique=True))
+    n = data.draw(st.integers(2, 8))
+    table = {}
+    for c in cols:
+        kind = data.draw(st.sampled_from(sorted(VALUES)))
+        table[c] = [data.draw(st.sampled_from(VALUES[kind])) for _ in range(n)]
+    _write_csv(prop_root / "labels.csv", ["image", *cols], [[f"{i}.png", *(table[c][i] for c in cols)] for i in range(n)])
+
+    named = next((c for c in LABELISH if c in cols), None)
+    hot = [c for c in cols if all(v in ("0", "1", "0.0", "1.0") for v in table[c])]
+    as_int = {c: [int(float(v)) for v in table[c]] for c in hot}
+    one_hot_code = (named is not None and named not in hot and len(hot) >= 2
+                    and all(sum(as_int[c][i] for c in hot) == 1 for i in range(n))
+                    and _partition(table[named]) == _partition([next(c for c in hot if as_int[c][i]) for i in range(n)]))
+    ambiguous = named is not None and len(hot) >= 2 and not one_hot_code
+    try:
+        ds = scan(prop_root)
+    except MedsearchError as exc:
+        msg = str(exc)
+        assert msg and "\n" not in msg
+        if ambiguous:
+            assert "--label-col" in msg and "--label-cols" in msg
+            for flag in ({"label_col": named}, {"label_cols": hot}):  # either flag settles it
+                try:
+                    scan(prop_root, **flag)
+                except MedsearchError as again:
+                    assert "two ways" not in str(again)
+        return
+    assert not ambiguous, f"read {cols} without an error: {ds.reading}"
+    assert ds.reading
+    if len(hot) >= 2:  # one 0/1 column per label
+        assert ds.label_names == hot and f"0/1 columns {', '.join(hot)}" in ds.reading
+        expected = np.array([as_int[c] for c in hot]).T
+        got = ds.labels if ds.labels.ndim == 2 else np.eye(len(hot), dtype=int)[ds.labels]
+        assert (got == expected).all()
+    else:  # one label column
+        assert f"from column '{named}'" in ds.reading
+        assert _partition(ds.labels.tolist()) == _partition(table[named])
+
+
+# ---- hidden files, NUL bytes (issue 12, defects 4 and 6) ---------------------------------------------------
+
+
+def test_hidden_files_and_folders_are_never_read(tmp_path):
+    root = tmp_path / "ds"
+    for c in ("benign", "malignant"):
+        (root / c / ".ipynb_checkpoints").mkdir(parents=True)
+        make_image(root / c / "b1.png", 0, 1)
+        make_image(root / c / ".ipynb_checkpoints" / "b1-checkpoint.png", 0, 1)
+        make_image(root / c / "._b1.png", 0, 1)
+    (root / ".trash").mkdir()
+    make_image(root / ".trash" / "x.png", 0, 2)
+    (root / "__MACOSX").mkdir()
+    make_image(root / "__MACOSX" / "y.png", 0, 2)
+    ds = scan(root)
+    assert ds.label_names == ["benign", "malignant"] and sorted(ds.sources) == ["benign/b1.png", "malignant/b1.png"]
+
+
+def test_hidden_files_named_by_a_manifest_are_reported_not_read(tmp_path):
+    (tmp_path / "images" / ".cache").mkdir(parents=True)
+    for name in ("0.png", "1.png", ".2.png", ".cache/3.png"):
+        make_image(tmp_path / "images" / name, 0, 0)
+    _write_csv(tmp_path / "labels.csv", ["image", "label"], [["0.png", "a"], ["1.png", "b"], [".2.png", "a"], [".cache/3.png", "b"]])
+    (tmp_path / ".~lock.labels.csv#").write_text("x")  # LibreOffice's lock file is no second manifest
+    ds = scan(tmp_path)
+    assert sorted(ds.missing) == [2, 3] and all("hidden" in why for why in ds.missing.values())
+
+
+def test_nul_byte_in_a_manifest_row_drops_that_row_with_its_reason(tmp_path):
+    _images(tmp_path)
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        f.write("image,label,patient_id\n0.png,a,p1\n1.png,b,p1\nbad\x00name.png,a,p2\n2.png,b,p\x002\n3.png,a,p3\n")
+    ds = scan(tmp_path)
+    assert ds.ids == ["0.png", "1.png", "3.png"]
+    assert [why for _, why in ds.dropped] == ["its 'image' value contains a NUL byte",
+                                            "its 'patient_id' value contains a NUL byte"]

@@ -10,7 +10,7 @@ import medsearch.store as store_module
 from medsearch.errors import MedsearchError
 from medsearch.store import read_store
 
-from .test_hostile import _index, tiny  # noqa: F401  (fixture)
+from .conftest import index_tiny as _index
 
 
 def _tmpfs(path, size="1M"):

@@ -3,7 +3,6 @@ one-line error — never a traceback, and never at the cost of what is already s
 import csv
 import json
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,46 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import medsearch.commands.index as index_module
 from medsearch.cli import main
 from medsearch.commands.index import index
 from medsearch.errors import MedsearchError
 from medsearch.images import MAX_PIXELS
 from medsearch.store import read_store
 
-from .conftest import make_image
+from .conftest import index_tiny, make_image
 
 
-class TinyEncoder:
-    """Stands in for a network where the point is the input handling, not the embedding."""
-
-    dim = 3
-    preprocess = SimpleNamespace(resize=8, crop=8)
-    weights_source = "test"
-    weights_sha256 = None
-
-    def prepare(self, img):
-        return np.asarray(img.resize((8, 8)), dtype=np.uint8)
-
-    def encode(self, batch):
-        return batch.reshape(len(batch), -1, 3).mean(1).astype(np.float32) + 1
-
-    def encode_zero(self, n):
-        return np.zeros((n, 3), np.float32)
-
-    def provenance(self):
-        return {"encoder": "tiny", "preprocess": {}, "dim": 3, "weights_source": "test", "weights_sha256": None}
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setattr(index_module, "load_encoder", lambda *a, **k: TinyEncoder())
-    monkeypatch.setattr(index_module, "get_spec", lambda name: SimpleNamespace(preprocess=None))
-    monkeypatch.setattr(index_module, "preprocess_with", lambda *a, **k: None)
-
-
-def _index(ds, out, **kw):
-    return index(str(ds), out=str(out), models=("tiny",), progress=False, **kw)
+_index = index_tiny
 
 
 def _hostile_folder(root):
