@@ -16,6 +16,7 @@ timed on the full store; no plain figure is claimed at full size.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -30,6 +31,9 @@ from medsearch.commands.eval import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER, evaluate
 from medsearch.heads import fit_head  # noqa: E402
 from medsearch.splits import cv_splits, holdout_split  # noqa: E402
 from medsearch.store import EMBEDDED, ModelData, StoreData, write_store  # noqa: E402
+
+SYNTHETIC_PREPROCESS = {"resize": 224, "crop": 224, "interpolation": "bicubic", "norm": "mean-std",
+                        "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 
 def cnn_like(n: int, dim: int, classes: int, seed: int = 0, latent: int = 64, sep: float = 0.25):
@@ -48,7 +52,8 @@ def write_synthetic(folder: Path, X, y, task: str) -> Path:
     ids = [f"row{i:06d}" for i in range(n)]
     names = [f"class{c}" for c in range(int(y.max()) + 1)]
     data = StoreData(ids, ids, y.astype(np.int64), names, task, attrs={"dataset_root": "synthetic"})
-    data.models["synthetic"] = ModelData(X, np.full(n, EMBEDDED, np.int8), [""] * n, {"provenance": "{}"})
+    prov = {"encoder": "synthetic", "preprocess": SYNTHETIC_PREPROCESS, "dim": X.shape[1]}
+    data.models["synthetic"] = ModelData(X, np.full(n, EMBEDDED, np.int8), [""] * n, {"provenance": json.dumps(prov)})
     folder.mkdir(parents=True, exist_ok=True)
     write_store(data, folder)
     return folder
