@@ -19,6 +19,7 @@ from PIL import Image
 from .errors import ImageError, MedsearchError
 from .display import printable
 from .images import IMAGE_EXTENSIONS, array_to_image, load_image
+from .store import MAX_LABEL_NAMES
 
 TASKS = ("binary", "multiclass", "multilabel")
 LAYOUTS = ("auto", "folders", "csv", "npz")
@@ -105,6 +106,9 @@ def scan(path: str | os.PathLike, *, layout: str = "auto", manifest: str | None 
         ds = _scan_csv(root, manifest, image_col, label_col, label_cols, group_col, split_col, images_dir)
     else:
         ds = _scan_folders(root)
+    if len(ds.label_names) > MAX_LABEL_NAMES:
+        raise MedsearchError(f"the dataset has {len(ds.label_names)} classes, more than the {MAX_LABEL_NAMES} medsearch "
+                             "supports: is the label column an id? name the right one with --label-col or --label-cols")
     if task is not None and task != ds.task:
         ds.task = _check_task(task, ds)
         ds.reading += f"; task set to {task} by --task"

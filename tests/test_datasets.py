@@ -262,3 +262,13 @@ def test_nul_byte_in_a_manifest_row_drops_that_row_with_its_reason(tmp_path):
     assert ds.ids == ["0.png", "1.png", "3.png"]
     assert [why for _, why in ds.dropped] == ["its 'image' value contains a NUL byte",
                                             "its 'patient_id' value contains a NUL byte"]
+
+
+def test_an_id_column_read_as_labels_is_refused_up_front(tmp_path, monkeypatch):
+    import medsearch.datasets as datasets_module
+
+    monkeypatch.setattr(datasets_module, "MAX_LABEL_NAMES", 3)  # the real cap is 100,000 classes
+    _images(tmp_path)
+    _write_csv(tmp_path / "labels.csv", ["image", "label"], [[f"{i}.png", f"patient{i}"] for i in range(4)])
+    with pytest.raises(MedsearchError, match="4 classes, more than the 3"):
+        scan(tmp_path)
