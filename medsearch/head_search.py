@@ -25,6 +25,8 @@ LR is fitted by scikit-learn exactly as in the plain search.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +50,10 @@ from .metrics import auc_aligned, check_task
 
 KERNELS = {"svc-linear": "linear", "svc-rbf": "rbf"}
 MAX_KERNEL_ROWS = 12_000  # a 12k x 12k float64 matrix is 1.2 GB; beyond that use the native-kernel search
+# cap of linear_svc_max_iter: libsvm takes max_iter x rows passes as a C int (at most 2**31 - 1); LinearSVC goes
+# through libsvm with at most MAX_KERNEL_ROWS rows per fold, so at most 2 x MAX_KERNEL_ROWS in the final refit
+# (2 folds), and 50,000 x 24,000 stays below that
+MAX_ITER_LIMIT = 50_000
 
 
 @dataclass
@@ -63,17 +69,45 @@ class HeadFit:
     notes: list[str] = field(default_factory=list)
 
 
+def check_C(C) -> list[float] | None:
+    """The C values as floats (None: the paper's grid); each must be a finite positive number."""
+    if C is None:
+        return None
+    values = [C] if isinstance(C, (str, bytes)) or not hasattr(C, "__iter__") else list(C)
+    out = []
+    for c in values:
+        try:
+            number = float(c) if not isinstance(c, (bool, str, bytes)) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or number <= 0:
+            raise MedsearchError(f"--C values must be finite positive numbers, got {c!r}")
+        out.append(number)
+    if not out:
+        raise MedsearchError("--C needs at least one value (finite positive numbers, e.g. 0.1,1,10,100)")
+    return out
+
+
+def check_losses(linear_svc_loss) -> list[str] | None:
+    """LinearSVC's losses to search, unique, in the order given (None or empty: both)."""
+    if not linear_svc_loss:
+        return None
+    losses = [linear_svc_loss] if isinstance(linear_svc_loss, str) else list(linear_svc_loss)
+    known = get_head("linear-svc").extra_grid["loss"]
+    unknown = [loss for loss in losses if loss not in known]
+    if unknown:
+        raise MedsearchError(f"unknown --linear-svc-loss {unknown[0]!r}; use hinge and/or squared_hinge")
+    return list(dict.fromkeys(losses))
+
+
 def head_grid(name: str, C=None, linear_svc_loss=None) -> dict:
     """Short-name grid of a head (the paper's), with the C values (and LinearSVC's losses) replaced when given."""
     spec = get_head(name)
-    grid = {"C": [float(c) for c in (C_GRID if C is None else C)], **spec.extra_grid}
-    if not grid["C"] or any(c <= 0 for c in grid["C"]):
-        raise MedsearchError(f"C values must be positive numbers, got {list(C)}")
-    if name == "linear-svc" and linear_svc_loss:
-        unknown = set(linear_svc_loss) - set(spec.extra_grid["loss"])
-        if unknown:
-            raise MedsearchError(f"unknown LinearSVC loss {sorted(unknown)}; use hinge and/or squared_hinge")
-        grid["loss"] = list(dict.fromkeys(linear_svc_loss))
+    C = check_C(C)
+    grid = {"C": list(C_GRID) if C is None else C, **spec.extra_grid}
+    losses = check_losses(linear_svc_loss)
+    if name == "linear-svc" and losses:
+        grid["loss"] = losses
     return {key: list(values) for key, values in grid.items()}
 
 
@@ -387,8 +421,15 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
     called as each head finishes. Returns {name: HeadFit} in the order of ``names``.
     """
     check_task(task)
+    if linear_svc_max_iter is not None and (isinstance(linear_svc_max_iter, bool)
+                                            or not isinstance(linear_svc_max_iter, numbers.Integral)
+                                            or not 1 <= linear_svc_max_iter <= MAX_ITER_LIMIT):
+        raise MedsearchError(f"linear_svc_max_iter (--max-iter) must be a whole number between 1 and {MAX_ITER_LIMIT}, "
+                             f"got {linear_svc_max_iter!r}")
     names = list(dict.fromkeys(names))
     grids = {name: (grids or {}).get(name) or head_grid(name) for name in names}
+    for grid in grids.values():
+        check_C(grid.get("C"))
     X, y = np.asarray(X), np.asarray(y)
     folds = list(folds)
     fold_data = _folds(X, y, folds, scale)

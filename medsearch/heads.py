@@ -13,7 +13,10 @@ The paper fed raw embeddings to the heads; we standardise by default (scale=True
 liblinear converge far more reliably on standardised 512-2048-d embeddings, and pass scale=False to
 reproduce the raw-embedding setting exactly.
 
-Saved heads (save_head/load_head) are plain arrays + JSON metadata in an .npz, read without pickle.
+Saved heads (save_head/load_head) are plain arrays + JSON metadata in an .npz, read without pickle. The
+metadata records what the head was trained on: the task, the class names in score order, the store's model
+key, the embedding dimension and the encoder's provenance (ENCODER_FIELDS); ``mismatches`` lists how a
+store's model differs from that, so a head is never applied to other classes or other embeddings.
 Only lr and linear-svc can be saved: svc-rbf is not linear, and multiclass svc-linear is one-vs-one
 inside libsvm, so its coefficients do not give the one-vs-rest scores that head_scores reports.
 """
@@ -37,11 +40,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
+from medsearch.display import printable
 from medsearch.errors import MedsearchError
 from medsearch.metrics import auc_aligned, check_task
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
-SAVE_FORMAT = "medsearch-linear-head/1"
+SAVE_FORMAT = "medsearch-linear-head/2"
+OLD_FORMATS = ("medsearch-linear-head/1",)  # did not record the encoder: cannot prove what they fit
+# what makes two models' embeddings the same (as `medsearch index` compares a model it is asked to extend)
+ENCODER_FIELDS = ("encoder", "weights_sha256", "weights_source", "preprocess", "dim")
 SAVABLE_HEADS = ("lr", "linear-svc")
 
 
@@ -197,8 +204,17 @@ def _linear_parts(estimator, name: str):
     return coef, intercept, mean, scale
 
 
-def save_head(path, estimator, *, name: str, task: str, classes, model_key: str) -> None:
-    """Write a fitted lr / linear-svc head to ``path`` (.npz of arrays plus JSON metadata)."""
+def encoder_fields(provenance: dict) -> dict:
+    """The part of a model's provenance (medsearch.store.provenance) that decides what its embeddings mean."""
+    return {key: provenance.get(key) for key in ENCODER_FIELDS}
+
+
+def save_head(path, estimator, *, name: str, task: str, classes, model_key: str, encoder: dict) -> None:
+    """Write a fitted lr / linear-svc head to ``path`` (.npz of arrays plus JSON metadata).
+
+    ``classes``: the class (label) names in the order of the head's scores, i.e. the store's label_names;
+    ``encoder``: the provenance of the model whose embeddings it was trained on (medsearch.store.provenance).
+    """
     check_task(task)
     if name not in SAVABLE_HEADS:
         raise MedsearchError(
@@ -206,13 +222,16 @@ def save_head(path, estimator, *, name: str, task: str, classes, model_key: str)
         )
     coef, intercept, mean, scale = _linear_parts(estimator, name)
     d = coef.shape[1]
+    if not isinstance(encoder, dict):
+        raise MedsearchError("save_head needs the encoder provenance of the embeddings (a dict, see store.provenance)")
     meta = {
         "format": SAVE_FORMAT,
         "name": name,
         "task": task,
         "model_key": model_key,
-        "classes": np.asarray(classes).tolist(),
-        "n_features": d,
+        "label_names": np.asarray(classes).tolist(),
+        "embedding_dim": d,
+        "encoder": encoder_fields(encoder),
     }
     _validate(meta, coef, intercept)
     arrays = {
@@ -227,14 +246,14 @@ def save_head(path, estimator, *, name: str, task: str, classes, model_key: str)
 
 
 def _validate(meta: dict, coef: np.ndarray, intercept: np.ndarray) -> None:
-    n_classes = len(meta["classes"])
+    n_classes = len(meta["label_names"])
     rows = {"binary": 1, "multiclass": n_classes, "multilabel": n_classes}[meta["task"]]
     if meta["task"] == "binary" and n_classes != 2:
         raise MedsearchError(f"a binary head needs 2 classes, got {n_classes}")
-    if coef.ndim != 2 or coef.shape != (rows, meta["n_features"]) or intercept.shape != (rows,):
+    if coef.ndim != 2 or coef.shape != (rows, meta["embedding_dim"]) or intercept.shape != (rows,):
         raise MedsearchError(
             f"head arrays have shapes coef {coef.shape}, intercept {intercept.shape}; "
-            f"expected ({rows}, {meta['n_features']}) and ({rows},)"
+            f"expected ({rows}, {meta['embedding_dim']}) and ({rows},)"
         )
 
 
@@ -250,6 +269,37 @@ class LinearHead:
     intercept: np.ndarray
     scaler_mean: np.ndarray
     scaler_scale: np.ndarray
+    encoder: dict = field(default_factory=dict)  # ENCODER_FIELDS of the embeddings it was trained on
+
+    @property
+    def label_names(self) -> list[str]:
+        return [str(c) for c in self.classes]
+
+    @property
+    def dim(self) -> int:
+        return self.coef.shape[1]
+
+    def mismatches(self, *, task: str, label_names, model_key: str, dim: int, provenance: dict) -> list[str]:
+        """How a store's model differs from what this head was trained on, one phrase each (empty: it fits).
+
+        Classes are compared by name and in order (the head's scores are in its own class order)."""
+        out = []
+        if model_key != self.model_key:
+            out.append(f"it was trained on '{self.model_key}' embeddings, not '{model_key}'")
+        if task != self.task:
+            out.append(f"it was trained for a {self.task} task, this store's is {task}")
+        names = [str(n) for n in label_names]
+        if names != self.label_names:
+            out.append(f"it was trained on {_names(self.label_names)}; this store has {_names(names)}"
+                       + _first_difference(self.label_names, names))
+        if int(dim) != self.dim:
+            out.append(f"it takes {self.dim}-dimensional embeddings, this model's are {int(dim)}-dimensional")
+        have = encoder_fields(provenance)
+        for key in ENCODER_FIELDS:
+            if key != "dim" and have[key] != self.encoder.get(key):
+                out.append(f"its embeddings were made with another {key.replace('_', ' ')} "
+                           f"({_short(self.encoder.get(key))} vs this store's {_short(have[key])})")
+        return out
 
     @property
     def threshold(self) -> float:
@@ -289,24 +339,31 @@ class LinearHead:
 
 def load_head(path) -> LinearHead:
     """Read a head written by save_head; any malformed file raises MedsearchError."""
-    bad = f"{path} is not a valid medsearch head file"
+    shown = printable(str(path))
+    bad = f"{shown} is not a valid medsearch head file"
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("coef", "intercept", "scaler_mean", "scaler_scale", "metadata")}
         meta = json.loads(str(arrays["metadata"]))
     except FileNotFoundError:
-        raise MedsearchError(f"head file {path} does not exist; check the path") from None
+        raise MedsearchError(f"head file {shown} does not exist; check the path") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
         raise MedsearchError(f"{bad} ({exc}); re-save it") from None
-    if not isinstance(meta, dict) or meta.get("format") != SAVE_FORMAT:
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt in OLD_FORMATS:
+        raise MedsearchError(f"head file {shown} has the old format {fmt}, which does not record the encoder its "
+                             "embeddings came from, so it cannot be checked against a store: re-save it with "
+                             "`medsearch eval --index DIR --save-head lr` (or linear-svc)")
+    if fmt != SAVE_FORMAT:
         raise MedsearchError(f"{bad} (unknown format); re-save it with this version of medsearch")
     try:
-        name, task, classes, n_features = meta["name"], meta["task"], meta["classes"], int(meta["n_features"])
-        model_key = str(meta["model_key"])
+        name, task, classes = meta["name"], meta["task"], meta["label_names"]
+        n_features, model_key, encoder = int(meta["embedding_dim"]), str(meta["model_key"]), meta["encoder"]
     except (KeyError, TypeError, ValueError):
         raise MedsearchError(f"{bad} (incomplete metadata); re-save it") from None
-    if name not in SAVABLE_HEADS or task not in ("binary", "multiclass", "multilabel") or not isinstance(classes, list):
-        raise MedsearchError(f"{bad} (head {name!r}, task {task!r}); re-save it")
+    if (name not in SAVABLE_HEADS or task not in ("binary", "multiclass", "multilabel") or not isinstance(classes, list)
+            or not isinstance(encoder, dict) or set(encoder) != set(ENCODER_FIELDS)):
+        raise MedsearchError(f"{bad} (head {name!r}, task {task!r}, metadata fields); re-save it")
     coef, intercept = arrays["coef"], arrays["intercept"]
     mean, scale = arrays["scaler_mean"], arrays["scaler_scale"]
     numeric = all(a.dtype.kind == "f" for a in (coef, intercept, mean, scale))
@@ -318,4 +375,25 @@ def load_head(path) -> LinearHead:
         raise MedsearchError(f"{bad}: {exc}") from None
     if not all(np.isfinite(a).all() for a in (coef, intercept, mean, scale)) or (scale <= 0).any():
         raise MedsearchError(f"{bad} (non-finite values or non-positive scales); re-save it")
-    return LinearHead(name, task, model_key, classes, coef, intercept, mean, scale)
+    return LinearHead(name, task, model_key, classes, coef, intercept, mean, scale, encoder)
+
+
+def _names(names, shown: int = 10) -> str:
+    """'classes a, b, c' on one line; a long list is cut after ``shown`` names."""
+    text = ", ".join(printable(str(n)) for n in names[:shown]) or "(none)"
+    return f"classes {text}" if len(names) <= shown else f"{len(names)} classes {text}, ..."
+
+
+def _first_difference(a: list[str], b: list[str], shown: int = 10) -> str:
+    """Where two long class lists part, when the cut lists of _names would not show it."""
+    if len(a) <= shown and len(b) <= shown:
+        return ""
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    if i >= min(len(a), len(b)):
+        return f" (the same first {i} names)"
+    return f" (first difference at class {i + 1}: {printable(a[i])} vs {printable(b[i])})"
+
+
+def _short(value) -> str:
+    text = printable(json.dumps(value, sort_keys=True))
+    return text if len(text) <= 80 else text[:77] + "..."

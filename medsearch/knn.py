@@ -7,6 +7,10 @@ Vote shares
 - multilabel: for each label, the (weighted) share of neighbours positive for it; each in [0, 1],
   rows do not sum to 1.
 If k exceeds the number of training vectors, all training vectors are used.
+
+Memory: single-label votes are summed from class codes (one bincount over (query, class) cells), never
+from one-hot rows, so a vote needs O(q * k + q * C) memory for q queries, k neighbours and C classes;
+multilabel votes add one (q, L) slice per neighbour rank and never gather a (q, k, L) block.
 """
 
 from __future__ import annotations
@@ -49,19 +53,48 @@ def search(index: faiss.Index, X, k: int, normalize: bool = True) -> tuple[np.nd
     return index.search(queries, min(int(k), index.ntotal))
 
 
-def vote_shares(similarities: np.ndarray, indices: np.ndarray, label_matrix: np.ndarray, weights: str) -> np.ndarray:
-    """(n, C) vote shares from neighbour lists; ``label_matrix`` is one-hot or multi-hot (n_train, C)."""
+def vote_shares(similarities: np.ndarray, indices: np.ndarray, labels: np.ndarray, weights: str,
+                n_classes: int | None = None) -> np.ndarray:
+    """(q, C) vote shares from neighbour lists (q, k).
+
+    ``labels`` holds one entry per training row: class codes 0..C-1 (1-D; ``n_classes`` = C, default the
+    largest code + 1) or a multi-hot (n_train, L) matrix (multilabel; a one-hot matrix gives the same shares
+    as its codes).
+    """
+    _check_weights(weights)
+    similarities = np.asarray(similarities)
+    indices = np.asarray(indices)
+    labels = np.asarray(labels)
     if weights == "uniform":
         w = np.ones(similarities.shape, dtype=np.float64)
     else:
         w = np.maximum(similarities.astype(np.float64), 0.0) + _EPS
-    votes = np.einsum("qk,qkc->qc", w, label_matrix[indices])
-    return votes / w.sum(axis=1, keepdims=True)
+    total = w.sum(axis=1, keepdims=True)
+    q = indices.shape[0]
+    if labels.ndim == 2:
+        votes = np.zeros((q, labels.shape[1]), dtype=np.float64)
+        for j in range(indices.shape[1]):  # rank by rank: the same sums, in the same order, as one (q, k, L) block
+            votes += w[:, j, None] * labels[indices[:, j]]
+        return votes / total
+    if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+        raise MedsearchError(f"labels must be 1-D class codes or a 2-D 0/1 matrix, got {labels.dtype} "
+                             f"of shape {labels.shape}")
+    C = int(labels.max(initial=-1)) + 1 if n_classes is None else int(n_classes)
+    codes = labels[indices]
+    if codes.size and (codes.min() < 0 or codes.max() >= C):
+        raise MedsearchError(f"class codes must lie in 0..{C - 1} (n_classes={C}), got {codes.min()}..{codes.max()}")
+    cells = (np.arange(q, dtype=np.int64)[:, None] * C + codes).ravel()
+    votes = np.bincount(cells, weights=w.ravel(), minlength=q * C).reshape(q, C)
+    return votes / total
+
+
+def _check_weights(weights) -> None:
+    if weights not in WEIGHTS:
+        raise MedsearchError(f"unknown k-NN weighting {weights!r}; use one of {', '.join(WEIGHTS)}")
 
 
 def _check_params(k, weights) -> None:
-    if weights not in WEIGHTS:
-        raise MedsearchError(f"unknown k-NN weighting {weights!r}; use one of {', '.join(WEIGHTS)}")
+    _check_weights(weights)
     if int(k) < 1:
         raise MedsearchError(f"k must be at least 1, got {k}")
 
@@ -70,8 +103,9 @@ class KNNVoter(ClassifierMixin, BaseEstimator):
     """Cosine k-NN classifier with a FAISS IndexFlatIP; sklearn-compatible (clone, GridSearchCV, deepcopy).
 
     ``y`` is 1-D class values (any values; ``classes_`` = np.unique(y)) or a 2-D 0/1 matrix for
-    multilabel (``classes_`` = arange(L)). The FAISS index is serialised to bytes when pickled or
-    deep-copied, since FAISS objects are not picklable themselves.
+    multilabel (``classes_`` = arange(L)). ``labels_`` keeps, per training row, the code of its class in
+    ``classes_`` (1-D) or its 0/1 label row (multilabel), the form vote_shares takes. The FAISS index is
+    serialised to bytes when pickled or deep-copied, since FAISS objects are not picklable themselves.
     """
 
     def __init__(self, k: int = 10, weights: str = "similarity", normalize: bool = True):
@@ -88,11 +122,11 @@ class KNNVoter(ClassifierMixin, BaseEstimator):
         if y.ndim == 2:
             self.multilabel_ = True
             self.classes_ = np.arange(y.shape[1])
-            self.label_matrix_ = (y != 0).astype(np.float32)
+            self.labels_ = (y != 0).astype(np.float32)
         elif y.ndim == 1:
             self.multilabel_ = False
             self.classes_, encoded = np.unique(y, return_inverse=True)
-            self.label_matrix_ = np.eye(self.classes_.size, dtype=np.float32)[encoded]
+            self.labels_ = encoded.astype(np.int64)
         else:
             raise MedsearchError(f"labels must be 1-D classes or a 2-D 0/1 matrix, got shape {y.shape}")
         self.index_ = build_index(X, self.normalize)
@@ -105,7 +139,7 @@ class KNNVoter(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X) -> np.ndarray:
         similarities, indices = self.kneighbors(X)
-        return vote_shares(similarities, indices, self.label_matrix_, self.weights)
+        return vote_shares(similarities, indices, self.labels_, self.weights, self.classes_.size)
 
     def predict(self, X) -> np.ndarray:
         shares = self.predict_proba(X)
@@ -145,7 +179,7 @@ def cv_select_k(
         voter = KNNVoter(k=ks[-1], weights=weights, normalize=normalize).fit(X[train_idx], y[train_idx])
         similarities, indices = voter.kneighbors(X[test_idx], ks[-1])
         for k in ks:
-            shares = vote_shares(similarities[:, :k], indices[:, :k], voter.label_matrix_, weights)
+            shares = vote_shares(similarities[:, :k], indices[:, :k], voter.labels_, weights, voter.classes_.size)
             fold_scores[k].append(auc_aligned(y[test_idx], shares, task, voter.classes_))
     mean_scores = {k: float(np.mean(v)) for k, v in fold_scores.items()}
     finite = {k: s for k, s in mean_scores.items() if np.isfinite(s)}

@@ -21,6 +21,13 @@ from .conftest import FAST, needs_shared
 QUICK = dict(C=(1.0,), n_boot=100, n_jobs=2, progress=False)  # the point of most tests is not the grid
 
 
+def _provenance(key, dim):
+    preprocess = {"resize": 64, "crop": 64, "interpolation": "bilinear", "norm": "imagenet",
+                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    return json.dumps({"encoder": f"synthetic-{key}", "weights_source": "random-init", "weights_sha256": None,
+                       "preprocess": preprocess, "dim": dim})
+
+
 def make_store(path, task="multiclass", *, n=150, dim=64, groups_of=0, official=False, spread=1.0, seed=0,
                models=("m1",)):
     """Gaussian clusters, one per class (multilabel: labels read off the cluster); written with write_store."""
@@ -41,7 +48,7 @@ def make_store(path, task="multiclass", *, n=150, dim=64, groups_of=0, official=
     data = StoreData(ids, ids, labels, names, task, groups, splits, attrs={"dataset_root": str(path)})
     for key in models:
         emb = (centres[cluster] + rng.normal(0, spread, (n, dim))).astype(np.float32)
-        data.models[key] = ModelData(emb, np.full(n, EMBEDDED, np.int8), [""] * n, {"provenance": "{}"})
+        data.models[key] = ModelData(emb, np.full(n, EMBEDDED, np.int8), [""] * n, {"provenance": _provenance(key, dim)})
     path.mkdir(parents=True, exist_ok=True)
     write_store(data, path)
     return path
@@ -153,7 +160,8 @@ def test_linear_svc_through_libsvm_matches_liblinear_when_wide(task, tmp_path):
     X_new, _ = _small(task, n=30, d=120, seed=2)
     assert np.allclose(head_scores(fast.estimator, X_new, task), head_scores(estimator, X_new, task), atol=2e-3)
     classes = ["a", "b"] if task == "binary" else ["a", "b", "c"]
-    save_head(tmp_path / "h.npz", fast.estimator, name="linear-svc", task=task, classes=classes, model_key="m")
+    save_head(tmp_path / "h.npz", fast.estimator, name="linear-svc", task=task, classes=classes, model_key="m",
+              encoder={})
     assert np.allclose(load_head(tmp_path / "h.npz").scores(X_new), head_scores(fast.estimator, X_new, task), atol=1e-8)
 
 
@@ -268,7 +276,7 @@ def test_linear_svc_loss_restricts_the_grid(tmp_path):
     assert r["config"]["grids"]["linear-svc"]["loss"] == ["squared_hinge"]
     message = _one_line_error(lambda: evaluate(store, heads=("linear-svc",), linear_svc_loss=("l1",),
                                                report_dir=tmp_path / "rep2", **QUICK))
-    assert "unknown LinearSVC loss" in message
+    assert "unknown --linear-svc-loss" in message
 
 
 def test_rbf_gammas_that_agree_share_one_kernel():
@@ -284,3 +292,69 @@ def test_rbf_gammas_that_agree_share_one_kernel():
     X[:, 0] = 0.0  # a dead column: the overall variance drops to 7/8
     split = same_gammas(settings, X)
     assert split == {"scale": _gamma("scale", X), "auto": 1 / 8} and split["scale"] != split["auto"]
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("option,value,flag", [
+    ("C", (NAN,), "--C"), ("C", (1.0, INF), "--C"), ("C", (0.0,), "--C"), ("C", (-1.0,), "--C"), ("C", (), "--C"),
+    ("C", ("ten",), "--C"),
+    ("test_size", NAN, "--test-size"), ("test_size", 0.0, "--test-size"), ("test_size", 1.0, "--test-size"),
+    ("test_size", -0.2, "--test-size"), ("test_size", INF, "--test-size"),
+    ("ks", (), "--ks"), ("ks", (0, 5), "--ks"), ("ks", (1, 2.5), "--ks"), ("ks", (NAN,), "--ks"),
+    ("knn_k", 0, "--knn-k"), ("knn_k", -3, "--knn-k"), ("knn_k", 2.5, "--knn-k"), ("knn_k", NAN, "--knn-k"),
+    ("n_boot", 0, "--n-boot"), ("n_boot", NAN, "--n-boot"), ("n_boot", 10**9, "--n-boot"),
+    ("folds", 1, "--folds"), ("folds", NAN, "--folds"), ("folds", 2.5, "--folds"),
+    ("cv", 1, "--cv"), ("cv", 0, "--cv"), ("cv", NAN, "--cv"), ("cv", 3.5, "--cv"),
+    ("linear_svc_max_iter", 0, "--max-iter"), ("linear_svc_max_iter", NAN, "--max-iter"),
+    ("linear_svc_max_iter", 10**7, "--max-iter"),
+    ("n_jobs", 0, "--jobs"), ("n_jobs", -1, "--jobs"), ("n_jobs", NAN, "--jobs"),
+    ("seed", -1, "--seed"), ("seed", 2**32, "--seed"), ("seed", NAN, "--seed"),
+    ("knn_weights", "distance", "--knn-weights"), ("linear_svc_loss", ("l1",), "--linear-svc-loss"),
+])
+def test_options_are_checked_before_the_store_is_read(tmp_path, option, value, flag):
+    """Issue 12, defect 9: `eval --C nan` exited 3 from scikit-learn. Every option is checked in evaluate()
+    itself, before anything is read (the store here does not even exist), with one line naming the flag."""
+    message = _one_line_error(lambda: evaluate(tmp_path / "no-store", **{**QUICK, option: value}))
+    assert flag in message and "no medsearch store" not in message
+
+
+def test_options_too_large_for_the_store_are_refused_before_fitting(tmp_path, monkeypatch):
+    import medsearch.commands.eval as eval_module
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("a head was fitted before the options were checked")
+
+    monkeypatch.setattr(eval_module, "search_heads", no_fitting)
+    monkeypatch.setattr(eval_module, "cv_select_k", no_fitting)
+    store = make_store(tmp_path / "s", "binary", n=60)
+    rep = dict(report_dir=tmp_path / "rep", **QUICK)
+    for option, value, flag in [("cv", 61, "--cv"), ("cv", 40, "--cv"), ("knn_k", 49, "--knn-k"),
+                                ("ks", (1, 49), "--ks"), ("folds", 30, "--folds"), ("test_size", 0.99, "--test-size")]:
+        message = _one_line_error(lambda: evaluate(store, **{**rep, option: value}))
+        assert flag in message, (option, value, message)
+    assert "--ks" not in _one_line_error(lambda: evaluate(store, retrieval=False, ks=(1, 49), folds=30, **rep))
+
+
+def test_cli_nan_C_is_a_one_line_error(tmp_path):
+    store = make_store(tmp_path / "s", "binary", n=60)
+    res = CliRunner().invoke(main, ["eval", "--index", str(store), "--C", "nan", "--quiet", "--report-dir",
+                                    str(tmp_path / "rep")])
+    assert res.exit_code == 2, res.output
+    assert res.output.count("\n") == 1 and "--C" in res.output
+
+
+def test_knn_k_up_to_the_training_rows_is_used_as_given(tmp_path):
+    store = make_store(tmp_path / "s", "binary", n=60)
+    r = evaluate(store, heads=(), retrieval=False, knn_k=48, report_dir=tmp_path / "rep", **QUICK)
+    assert r["split"]["n_train"] == 48 and r["models"]["m1"]["methods"]["knn"]["params"]["k"] == 48
+
+
+def test_search_heads_checks_the_grids_and_the_iteration_cap():
+    X, y = _small("binary")
+    folds = cv_splits(y, "binary", n_splits=3, seed=0)
+    assert "--C" in _one_line_error(lambda: search_heads(["lr"], X, y, "binary", folds=folds,
+                                                         grids={"lr": {"C": [1.0, float("nan")]}}))
+    assert "--max-iter" in _one_line_error(lambda: search_heads(["linear-svc"], X, y, "binary", folds=folds,
+                                                                linear_svc_max_iter=10**6))

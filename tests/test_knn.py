@@ -1,5 +1,6 @@
 import copy
 import pickle
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from threadpoolctl import threadpool_limits
 
 from medsearch.errors import MedsearchError
 from medsearch.heads import auc_scorer
-from medsearch.knn import KNN_K_GRID, KNNVoter, cv_select_k
+from medsearch.knn import KNN_K_GRID, KNNVoter, cv_select_k, vote_shares
 from medsearch.splits import cv_splits
 
 
@@ -119,3 +120,68 @@ def test_cv_select_k_agrees_with_grid_search(task, weights):
     search = GridSearchCV(KNNVoter(weights=weights), {"k": list(ks)}, scoring=auc_scorer(task), cv=folds).fit(X, y)
     assert best_k == search.best_params_["k"]
     assert np.allclose([scores[k] for k in ks], search.cv_results_["mean_test_score"])
+
+
+def _one_hot_shares(similarities, indices, label_matrix, weights):
+    """The vote as it was computed before issue 12: a dense (q, k, C) gather of a one-hot matrix."""
+    w = np.ones(similarities.shape) if weights == "uniform" else np.maximum(similarities.astype(np.float64), 0) + 1e-6
+    return np.einsum("qk,qkc->qc", w, label_matrix[indices]) / w.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "similarity"])
+def test_vote_without_one_hot_equals_the_one_hot_formula(weights):
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        n, C, q = rng.integers(5, 200), rng.integers(2, 40), rng.integers(1, 30)
+        k = int(min(rng.integers(1, 40), n))
+        codes = rng.integers(0, C, n)
+        sims = rng.uniform(-1, 1, (q, k)).astype(np.float32)
+        indices = np.stack([rng.permutation(n)[:k] for _ in range(q)])
+        expected = _one_hot_shares(sims, indices, np.eye(C, dtype=np.float32)[codes], weights)
+        assert np.array_equal(vote_shares(sims, indices, codes, weights, n_classes=C), expected)
+        multi = (rng.random((n, C)) < 0.3).astype(np.float32)
+        assert np.array_equal(vote_shares(sims, indices, multi, weights), _one_hot_shares(sims, indices, multi, weights))
+
+
+def test_voter_shares_equal_the_one_hot_formula():
+    X, y = _data(n=200, classes=7)
+    Q, _ = _data(n=40, classes=7, seed=9)
+    for weights in ("uniform", "similarity"):
+        voter = KNNVoter(k=9, weights=weights).fit(X, np.array([3, 5, 8, 13, 21, 34, 55])[y])
+        sims, idx = voter.kneighbors(Q)
+        assert np.array_equal(voter.predict_proba(Q), _one_hot_shares(sims, idx, np.eye(7, dtype=np.float32)[y], weights))
+
+
+def _peak_bytes(call):
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_vote_memory_does_not_grow_with_the_square_of_the_classes():
+    """50,000 classes: one-hot votes took C x C (np.eye) or n_train x C (the voter's label matrix) floats,
+    gigabytes; the output is (q, C), so 20 queries need 8 MB."""
+    n = C = 50_000
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    y = rng.permutation(n)  # every row its own class
+    Q = X[:20]
+    KNNVoter(k=10).fit(X[:10], y[:10]).predict_proba(Q)  # warm-up: FAISS and sklearn imports and caches
+    assert _peak_bytes(lambda: KNNVoter(k=10).fit(X, y)) < 50e6
+    voter = KNNVoter(k=10).fit(X, y)
+    assert voter.classes_.size == C
+    assert _peak_bytes(lambda: voter.predict_proba(Q)) < 50e6
+    sims, idx = voter.kneighbors(Q)
+    assert _peak_bytes(lambda: vote_shares(sims, idx, y, "similarity", n_classes=C)) < 50e6
+    assert np.array_equal(voter.predict(Q), y[:20])  # each query is its own nearest neighbour
+
+
+def test_vote_rejects_unknown_weights_and_labels():
+    sims, idx = np.ones((1, 2)), np.array([[0, 1]])
+    with pytest.raises(MedsearchError, match="weighting"):
+        vote_shares(sims, idx, np.array([0, 1]), "distance", n_classes=2)
+    with pytest.raises(MedsearchError, match="n_classes"):
+        vote_shares(sims, idx, np.array([0, 2]), "uniform", n_classes=2)

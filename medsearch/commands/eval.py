@@ -14,6 +14,7 @@ store's models a and b (see fusion), scored like any other.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import sys
 import time
@@ -23,17 +24,18 @@ import numpy as np
 
 from .. import __version__
 from ..atomic import atomic_write_with
+from ..display import printable
 from ..errors import MedsearchError
 from ..fusion import fuse, is_fused
-from ..head_search import head_grid, search_heads
+from ..head_search import MAX_ITER_LIMIT, check_C, check_losses, head_grid, search_heads
 from ..heads import HEADS, SAVABLE_HEADS, get_head, head_scores
 from ..heads import save_head as write_head
-from ..knn import KNN_K_GRID, KNNVoter, cv_select_k, vote_shares
+from ..knn import KNN_K_GRID, WEIGHTS, KNNVoter, cv_select_k, vote_shares
 from ..metrics import (auc, bootstrap_aucs, ci_from_bootstrap, classification_report_dict, delta_from_bootstrap,
                        per_class_auc)
 from ..reference import anchor_for, reference_table
 from ..retrieval import count_relevant, retrieval_metrics
-from ..splits import cv_splits, holdout_split, official_split
+from ..splits import cv_splits, holdout_split, official_split, stratification_labels
 from ..store import StoreData, provenance, read_store
 
 DEFAULT_HEADS = ("lr", "linear-svc", "svc-linear", "svc-rbf")
@@ -43,6 +45,7 @@ LABELS = {"lr": "LR", "linear-svc": "LinearSVC", "svc-linear": "SVC-linear", "sv
 # LinearSVC's solver cap (head_search): Newton steps with more images than dimensions (a few dozen are
 # used), libsvm passes over the data with fewer; scikit-learn's LinearSVC default.
 LINEAR_SVC_MAX_ITER = 1000
+MAX_N_BOOT = 1_000_000  # resamples; percentile CIs settle long before, and each one costs an AUC per method
 
 
 def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, retrieval: bool = True,
@@ -51,8 +54,18 @@ def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, r
              reference: str | None = None, report_dir=None, save_head: str | None = None, scale: bool = True,
              C=None, linear_svc_loss=None, n_jobs: int | None = None, linear_svc_max_iter: int | None = LINEAR_SVC_MAX_ITER,
              progress: bool = True) -> dict:
-    """Evaluate the store in ``index_dir``; writes a report folder and returns the results (JSON-ready)."""
-    heads = _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k)
+    """Evaluate the store in ``index_dir``; writes a report folder and returns the results (JSON-ready).
+
+    Every option is checked before the store is read, and against the store's rows (folds, k, cut-offs
+    larger than the training part) before anything is fitted; a bad value raises MedsearchError naming its
+    command-line flag. ``n_jobs``: None for every usable core; more than the usable cores is clipped to them.
+    """
+    ks = tuple(ks) if isinstance(ks, (list, tuple, range)) else ks
+    heads = _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k, test_size=test_size, seed=seed,
+                           knn_weights=knn_weights, C=C, linear_svc_loss=linear_svc_loss, n_jobs=n_jobs,
+                           linear_svc_max_iter=linear_svc_max_iter)
+    grids = {name: head_grid(name, C, linear_svc_loss) for name in heads}
+    ref = _reference(reference)
     data = read_store(index_dir)
     keys = _model_keys(data, models, save_head)
     rows = _common_rows(data, keys)
@@ -60,8 +73,7 @@ def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, r
     y_all = data.labels[rows]
     groups = np.asarray(data.groups, dtype=object)[rows] if data.groups is not None else None
     split_info, rounds = _split(data, rows, y_all, groups, split, cv, test_size, seed, log)
-    grids = {name: head_grid(name, C, linear_svc_loss) for name in heads}
-    ref = _reference(reference)
+    _check_against_rounds(rounds, folds=folds, ks=ks if retrieval else (), knn_k=knn_k if knn else None)
 
     results = {
         "format": "medsearch-eval/1", "medsearch_version": __version__,
@@ -104,28 +116,72 @@ def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, r
 # ---- options, models, rows -----------------------------------------------------------------------
 
 
-def _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k) -> tuple[str, ...]:
+def _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k, *, test_size=0.2, seed=0,
+                   knn_weights="similarity", C=None, linear_svc_loss=None, n_jobs=None,
+                   linear_svc_max_iter=LINEAR_SVC_MAX_ITER) -> tuple[str, ...]:
+    """Check every option before any work; returns the heads as a tuple of unique names."""
     heads = heads.split(",") if isinstance(heads, str) else heads
     heads = tuple(dict.fromkeys(h.strip() for h in heads if h.strip()))
     for name in heads:
         get_head(name)  # unknown head -> MedsearchError naming the choices
     if split not in SPLITS:
         raise MedsearchError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if cv is not None and (cv < 2 or split == "official"):
-        raise MedsearchError("--cv needs at least 2 folds and cannot be combined with --split official")
-    if folds < 2:
-        raise MedsearchError("--folds must be at least 2")
-    if not ks or min(ks) < 1:
-        raise MedsearchError("retrieval cut-offs (ks) must be positive integers")
+    if cv is not None:
+        _whole("--cv", cv, 2)
+        if split == "official":
+            raise MedsearchError("--cv cannot be combined with --split official (its test rows are fixed)")
+    _whole("--folds", folds, 2)
+    if not _real(test_size) or not 0.0 < test_size < 1.0:
+        raise MedsearchError(f"--test-size must be a number between 0 and 1 (exclusive), got {test_size!r}")
+    if not isinstance(ks, tuple) or not ks:
+        raise MedsearchError(f"--ks needs a list of retrieval cut-offs (whole numbers of at least 1), got {ks!r}")
+    for q in ks:
+        _whole("--ks", q, 1)
+    if knn_k is not None:
+        _whole("--knn-k", knn_k, 1)
+    _whole("--n-boot", n_boot, 1, MAX_N_BOOT)
+    _whole("--seed", seed, 0, 2**32 - 1)
+    if knn_weights not in WEIGHTS:
+        raise MedsearchError(f"unknown --knn-weights {knn_weights!r}; use one of {', '.join(WEIGHTS)}")
+    check_C(C)
+    check_losses(linear_svc_loss)
+    if linear_svc_max_iter is not None:
+        _whole("--max-iter", linear_svc_max_iter, 1, MAX_ITER_LIMIT)
+    if n_jobs is not None:
+        _whole("--jobs", n_jobs, 1)
     if save_head and save_head not in SAVABLE_HEADS:
         raise MedsearchError(f"--save-head {save_head}: only {' and '.join(SAVABLE_HEADS)} heads can be saved")
     if save_head and save_head not in heads:
         raise MedsearchError(f"--save-head {save_head} needs {save_head} among the evaluated --heads")
-    if n_boot < 1:
-        raise MedsearchError("--n-boot must be at least 1")
-    if knn_k is not None and knn_k < 1:
-        raise MedsearchError("--knn-k must be at least 1")
     return heads
+
+
+def _real(value) -> bool:
+    """A finite real number (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(flag: str, value, minimum: int, maximum: int | None = None) -> None:
+    """``value`` must be a whole number in [minimum, maximum]; the message names ``flag``."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+    if not ok or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise MedsearchError(f"{flag} must be a whole number {bound}, got {value!r}")
+
+
+def _check_against_rounds(rounds, *, folds, ks, knn_k) -> None:
+    """Options that the training parts must be large enough for, checked before anything is fitted."""
+    n_train = min(train.size for train, _ in rounds)
+    where = " in the smallest --cv round" if len(rounds) > 1 else ""
+    if n_train < 2 * folds:
+        raise MedsearchError(f"--folds {folds}: only {n_train} training rows{where}; {folds}-fold tuning needs at "
+                             f"least {2 * folds}: lower --folds or index more images")
+    if ks and max(ks) > n_train:
+        raise MedsearchError(f"--ks {max(ks)}: retrieval at {max(ks)} needs that many training images, the training "
+                             f"part has {n_train}{where}: lower the cut-offs")
+    if knn_k is not None and knn_k > n_train:
+        raise MedsearchError(f"--knn-k {knn_k}: more neighbours than the {n_train} training rows{where}; "
+                             f"use at most {n_train}")
 
 
 def _model_keys(data: StoreData, models, save_head=None) -> list[str]:
@@ -159,9 +215,9 @@ def _common_rows(data: StoreData, keys) -> np.ndarray:
 
 
 def _jobs(n_jobs) -> int:
-    if n_jobs is None or n_jobs < 1:
-        return max(1, len(os.sched_getaffinity(0)))
-    return int(n_jobs)
+    """Workers to use: every usable core for None, never more than the usable cores."""
+    cores = max(1, len(os.sched_getaffinity(0)))
+    return cores if n_jobs is None else max(1, min(int(n_jobs), cores))
 
 
 class _Log:
@@ -202,9 +258,14 @@ def _split(data, rows, y, groups, split, cv, test_size, seed, log) -> tuple[dict
                      "sides, which inflates every score; use --split grouped for an honest estimate")
         splitter_mode = "grouped" if mode == "grouped" else "paper"
         if cv:
-            rounds = cv_splits(y, task, groups=groups if use_groups else None, n_splits=cv, seed=seed, mode=splitter_mode)
+            try:
+                rounds = cv_splits(y, task, groups=groups if use_groups else None, n_splits=cv, seed=seed,
+                                   mode=splitter_mode)
+            except MedsearchError as exc:
+                raise MedsearchError(f"--cv {cv}: {exc}") from None
             kind = f"{cv}-fold cross-validation (every row tested once, out-of-fold scores pooled)"
         else:
+            _check_test_size(y, task, groups if use_groups else None, test_size)
             rounds = [holdout_split(y, task, groups=groups if use_groups else None, test_size=test_size, seed=seed,
                                     mode=splitter_mode)]
             kind = f"seeded stratified {round((1 - test_size) * 100)}/{round(test_size * 100)} holdout"
@@ -224,6 +285,27 @@ def _split(data, rows, y, groups, split, cv, test_size, seed, log) -> tuple[dict
     info["n_train"] = int(np.mean([r["n_train"] for r in info["rounds"]]))
     info["n_test"] = int(sum(r["n_test"] for r in info["rounds"]))
     return info, rounds
+
+
+def _check_test_size(y, task, groups, test_size) -> None:
+    """A holdout of ``test_size`` must leave every class (stratum) room on both sides, or, grouped by patient,
+    take 1/round(1/test_size) of at least two groups; else a one-line error naming --test-size."""
+    n = y.shape[0]
+    if groups is not None:
+        n_splits, n_groups = round(1.0 / test_size), len(set(groups))
+        if n_splits < 2:
+            raise MedsearchError(f"--test-size {test_size}: a split grouped by patient tests 1/round(1/test-size) of "
+                                 "the patients, at most half: use a --test-size of at most 0.5")
+        if n_splits > n_groups:
+            raise MedsearchError(f"--test-size {test_size}: a split grouped by patient would test 1/{n_splits} of "
+                                 f"the {n_groups} patients: use a --test-size of at least {1 / n_groups:.3g}")
+        return
+    n_test = math.ceil(test_size * n)
+    n_strata = np.unique(stratification_labels(y, task, min_count=2)).size
+    if min(n_test, n - n_test) < n_strata:
+        raise MedsearchError(f"--test-size {test_size} leaves {n - n_test} training and {n_test} test rows of {n}; a "
+                             f"stratified split needs at least {n_strata} on each side (one per class): use a "
+                             f"--test-size between {n_strata / n:.3g} and {1 - n_strata / n:.3g}")
 
 
 def _notes(data, retrieval, cv, scale) -> list[str]:
@@ -267,10 +349,13 @@ def _check_training_part(y_train, task, label_names) -> None:
 
 def _inner_folds(y_train, g_train, task, folds, seed, split_mode):
     if y_train.shape[0] < 2 * folds:
-        raise MedsearchError(f"only {y_train.shape[0]} training rows; {folds}-fold tuning needs more: "
-                             "index more images or lower --folds")
-    return cv_splits(y_train, task, groups=g_train if split_mode == "grouped" else None, n_splits=folds, seed=seed,
-                     mode="grouped" if split_mode == "grouped" else "paper")
+        raise MedsearchError(f"--folds {folds}: only {y_train.shape[0]} training rows; {folds}-fold tuning needs "
+                             "more: index more images or lower --folds")
+    try:
+        return cv_splits(y_train, task, groups=g_train if split_mode == "grouped" else None, n_splits=folds,
+                         seed=seed, mode="grouped" if split_mode == "grouped" else "paper")
+    except MedsearchError as exc:
+        raise MedsearchError(f"--folds {folds}: {exc}") from None
 
 
 def _full_width(shares, classes, task, n_classes) -> np.ndarray:
@@ -328,7 +413,7 @@ def _evaluate_model(key, X, y, groups, data, rounds, *, heads, grids, knn, retri
             voter = KNNVoter(k=max(best_k, *ks), weights=knn_weights).fit(X_train, y_train)
             sims, idx = voter.kneighbors(X_test)
         if knn:
-            shares = vote_shares(sims[:, :best_k], idx[:, :best_k], voter.label_matrix_, knn_weights)
+            shares = vote_shares(sims[:, :best_k], idx[:, :best_k], voter.labels_, knn_weights, voter.classes_.size)
             s = _full_width(shares, voter.classes_, task, n_classes)
             scores["knn"].append(s)
             d = details["knn"]
@@ -425,8 +510,9 @@ def _save_head(index_dir, key, name, X, y, groups, data, rounds, grids, folds, s
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}-{name}.npz"
     atomic_write_with(path, lambda tmp: write_head(tmp, fit.estimator, name=name, task=data.task,
-                                                   classes=data.label_names, model_key=key))
-    print(f"saved {name} head for {key} ({fit.params}) to {path}", file=sys.stderr, flush=True)
+                                                   classes=data.label_names, model_key=key,
+                                                   encoder=provenance(data.models[key])))
+    print(f"saved {name} head for {key} ({fit.params}) to {printable(str(path))}", file=sys.stderr, flush=True)
     return str(path)
 
 

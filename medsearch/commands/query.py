@@ -1,12 +1,14 @@
 """`medsearch query IMAGE...`: the k most similar stored cases of each image, their labels, and their vote."""
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .. import knn
+from ..display import printable
 from ..encoders import Preprocess, load_encoder
 from ..errors import ImageError, MedsearchError
 from ..images import load_image
@@ -22,10 +24,13 @@ def query(images: list[str], *, index_dir: str, model: str | None = None, k: int
     leaves out named rows, e.g. an image taken from an .npz store."""
     if not images:
         raise MedsearchError("give at least one query image")
-    if k < 1:
-        raise MedsearchError("-k must be at least 1")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise MedsearchError(f"-k must be a whole number of at least 1, got {k!r}")
+    if weighting not in knn.WEIGHTS:
+        raise MedsearchError(f"unknown --weighting {weighting!r}; use one of {', '.join(knn.WEIGHTS)}")
     data = read_store(index_dir)
     key, m = data.model(model)
+    linear_head = _load_head(head, index_dir, data, key, m) if head else None
     encoder = encoder_for(m, device=device)
     faiss_index = load_index(Path(index_dir) / m.attrs.get("index_file", f"{key}.faiss"), dim=m.dim,
                              ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
@@ -34,7 +39,6 @@ def query(images: list[str], *, index_dir: str, model: str | None = None, k: int
     own_rows = _own_rows(data, images) if exclude_self else [None] * len(images)
     excluded = _rows_of_ids(data, exclude_ids)
     sims, rows = search(faiss_index, queries, k + (1 if exclude_self else 0) + len(excluded))
-    linear_head = _load_head(head, key) if head else None
     results = []
     for qi, path in enumerate(images):
         keep = [(s, r) for s, r in zip(sims[qi], rows[qi])
@@ -59,7 +63,7 @@ def encoder_for(m: ModelData, *, device: str = "cpu"):
                            preprocess=Preprocess.from_dict(prov["preprocess"]))
     if prov.get("weights_sha256") and encoder.weights_sha256 != prov["weights_sha256"]:
         raise MedsearchError(f"the weights of '{prov['encoder']}' differ from those the store was built with "
-                             f"({weights or source}): restore the original weights file or re-index")
+                             f"({printable(weights or source)}): restore the original weights file or re-index")
     return encoder
 
 
@@ -67,7 +71,8 @@ def _rows_of_ids(data: StoreData, ids) -> set[int]:
     row_of = {rid: r for r, rid in enumerate(data.ids)}
     unknown = [i for i in ids if i not in row_of]
     if unknown:
-        raise MedsearchError(f"--exclude-id '{unknown[0]}' is not a row id of this store: see the ids `medsearch query --json` prints")
+        raise MedsearchError(f"--exclude-id '{printable(unknown[0])}' is not a row id of this store: "
+                             "see the ids `medsearch query --json` prints")
     return {row_of[i] for i in ids}
 
 
@@ -75,7 +80,7 @@ def _read_query(path: str, draft_size: int):
     try:
         return load_image(path, draft_size=draft_size)
     except ImageError as exc:
-        raise MedsearchError(f"cannot read query image '{path}': {exc}; give a JPEG or PNG file") from None
+        raise MedsearchError(f"cannot read query image '{printable(path)}': {exc}; give a JPEG or PNG file") from None
 
 
 def _own_rows(data: StoreData, images: list[str]) -> list[int | None]:
@@ -107,8 +112,7 @@ def vote_shares(data: StoreData, rows: list[int], sims: list[float], weighting: 
     if not rows:
         return {}
     y = data.labels[rows]
-    hot = y if data.task == "multilabel" else np.eye(len(data.label_names))[y]
-    shares = knn.vote_shares(np.asarray([sims]), np.arange(len(rows))[None], hot, weighting)[0]
+    shares = knn.vote_shares(np.asarray([sims]), np.arange(len(rows))[None], y, weighting, len(data.label_names))[0]
     return _named(data, shares)
 
 
@@ -116,44 +120,63 @@ def _named(data: StoreData, values) -> dict[str, float]:
     return {name: round(float(v), 4) for name, v in zip(data.label_names, values)}
 
 
-def _load_head(path: str, key: str):
+def _load_head(path: str, index_dir, data: StoreData, key: str, m: ModelData):
+    """The saved head at ``path``, refused unless it was trained on this store's classes (by name, in order),
+    task, model key, embedding dimension and encoder."""
     from ..heads import load_head  # only needed when a head is asked for
 
     head = load_head(path)
-    if getattr(head, "model_key", key) != key:
-        raise MedsearchError(f"head '{path}' was trained on '{head.model_key}' embeddings, not '{key}': "
-                             "pass --model to match it")
-    return head
+    differences = head.mismatches(task=data.task, label_names=data.label_names, model_key=key, dim=m.dim,
+                                  provenance=provenance(m))
+    if not differences:
+        return head
+    shown = printable(str(path))
+    if head.model_key != key and head.model_key in data.models:
+        other = data.models[head.model_key]
+        if not head.mismatches(task=data.task, label_names=data.label_names, model_key=head.model_key, dim=other.dim,
+                               provenance=provenance(other)):
+            raise MedsearchError(f"head '{shown}' was trained on '{head.model_key}' embeddings, not '{key}': "
+                                 f"pass --model {head.model_key} to match it")
+    model_flag = f" --model {key}" if len(data.models) > 1 else ""
+    raise MedsearchError(f"head '{shown}' does not fit model '{key}' of this store: {'; '.join(differences)}: "
+                         f"use a head saved from this store (`medsearch eval --index {printable(str(index_dir))}"
+                         f"{model_flag} --save-head {head.name}`)")
 
 
 def _head_output(head, vector: np.ndarray, data: StoreData) -> dict:
-    """Class probabilities of an lr head; decision scores (> 0: that class) of a linear-svc head."""
+    """Class probabilities of an lr head; decision scores (> 0: that class) of a linear-svc head.
+    Named by the head's own class names (checked equal to the store's by _load_head)."""
+    names = head.label_names
     if head.name == "lr":
-        return {"name": head.name, "probabilities": _named(data, head.predict_proba(vector)[0])}
+        probabilities = head.predict_proba(vector)[0]
+        return {"name": head.name, "probabilities": {n: round(float(v), 4) for n, v in zip(names, probabilities)}}
     scores = np.atleast_1d(head.scores(vector)[0])
-    names = data.label_names[1:] if data.task == "binary" else data.label_names  # binary: the positive class
+    names = names[1:] if head.task == "binary" else names  # binary: the positive class
     return {"name": head.name, "decision_scores": {n: round(float(v), 4) for n, v in zip(names, scores)}}
 
 
 def format_results(results: list[dict]) -> str:
-    """Plain-text rendering of query results for the terminal."""
+    """Plain-text rendering of query results for the terminal: one line per item, every path, id and label
+    name escaped by display.printable (the JSON output keeps them exact)."""
     lines = []
     for res in results:
-        lines.append(f"query: {res['query']}  (model {res['model']}"
+        excluded = ", ".join(printable(i) for i in res["excluded_ids"])
+        lines.append(f"query: {printable(res['query'])}  (model {printable(res['model'])}"
                      f"{', itself excluded' if res['excluded_self'] else ''}"
-                     f"{', excluding ' + ', '.join(res['excluded_ids']) if res['excluded_ids'] else ''})")
+                     f"{', excluding ' + excluded if res['excluded_ids'] else ''})")
         lines.append(f"  {'rank':>4}  {'similarity':>10}  {'label(s)':<24}  id / path")
         for n in res["neighbours"]:
-            labels = ", ".join(n["labels"]) or "-"
-            lines.append(f"  {n['rank']:>4}  {n['similarity']:>10.4f}  {labels:<24.24}  {n['source']}")
+            labels = ", ".join(printable(name) for name in n["labels"]) or "-"
+            lines.append(f"  {n['rank']:>4}  {n['similarity']:>10.4f}  {labels:<24.24}  {printable(n['source'])}")
         top = sorted(res["vote"].items(), key=lambda kv: -kv[1])
-        lines.append("  k-NN vote: " + ", ".join(f"{name} {share:.0%}" for name, share in top if share > 0))
+        lines.append("  k-NN vote: " + ", ".join(f"{printable(name)} {share:.0%}" for name, share in top if share > 0))
         if "head" in res and "probabilities" in res["head"]:
             probs = sorted(res["head"]["probabilities"].items(), key=lambda kv: -kv[1])
-            lines.append(f"  {res['head']['name']} probabilities: " + ", ".join(f"{n} {p:.0%}" for n, p in probs[:5]))
+            lines.append(f"  {res['head']['name']} probabilities: "
+                         + ", ".join(f"{printable(n)} {p:.0%}" for n, p in probs[:5]))
         elif "head" in res:
             scores = sorted(res["head"]["decision_scores"].items(), key=lambda kv: -kv[1])
             lines.append(f"  {res['head']['name']} decision scores (> 0: predicted): "
-                         + ", ".join(f"{n} {v:+.2f}" for n, v in scores[:5]))
+                         + ", ".join(f"{printable(n)} {v:+.2f}" for n, v in scores[:5]))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
