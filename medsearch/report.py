@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_json, atomic_write_text, atomic_write_with
+from .display import printable
 from .store import model_key
 
 COLUMNS = ("model", "method", "AUC [95% CI]", "accuracy", "precision", "recall", "F1", "P@10", "mAP@10", "fit s")
@@ -67,7 +68,7 @@ def format_results(results: dict) -> str:
     """The terminal report: main table, retrieval detail, deltas, parameters, split, reference."""
     k = _top_k(results)
     split = results["split"]
-    out = [f"medsearch eval: {results['index_dir']} ({results['store']['task']}, "
+    out = [f"medsearch eval: {printable(results['index_dir'])} ({results['store']['task']}, "
            f"{len(results['store']['label_names'])} labels)", "",
            _aligned(_columns(k), table_rows(results)), ""]
     for key, model in results["models"].items():
@@ -92,7 +93,7 @@ def format_results(results: dict) -> str:
                 extra = f"; {m['not_converged']} fit(s) stopped at the iteration limit" if m.get("not_converged") else ""
                 out.append(f"  {m['label']:<11} {_params_text(m['params'])} (CV AUC {cv_text}{extra})")
         if model.get("saved_head"):
-            out.append(f"{key} saved head: {model['saved_head']}")
+            out.append(f"{key} saved head: {printable(model['saved_head'])}")
         out.append("")
     rounds = split["rounds"]
     both = [r["groups_in_both"] for r in rounds if r["groups_in_both"] is not None]
@@ -146,7 +147,7 @@ def csv_text(results: dict) -> str:
 def markdown_text(results: dict) -> str:
     k = _top_k(results)
     header = _columns(k)
-    lines = [f"# medsearch eval: {results['index_dir']}", "",
+    lines = [f"# medsearch eval: {printable(results['index_dir'])}", "",
              f"Split: {results['split']['description']}; {results['split']['n_train']} train / "
              f"{results['split']['n_test']} test rows.", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

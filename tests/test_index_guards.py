@@ -167,3 +167,26 @@ def test_newline_in_a_file_name_does_not_split_index_output(tmp_path, tiny):
     problem = [ln for ln in lines if "evil" in ln]
     assert len(problem) == 1 and "evil\\nskipped: fake.png" in problem[0]
     assert not any(ln.startswith("skipped: fake") for ln in lines)
+
+
+def test_query_refuses_an_index_left_behind_by_an_interrupted_run(tmp_path, folder_dataset, monkeypatch):
+    """A file changed on disk, then `index` was stopped before re-embedding it: the FAISS file still holds the old
+    image's vector under that row, so `query` must not answer from it."""
+    import medsearch.commands.index as index_module
+
+    out = tmp_path / "out"
+    index(str(folder_dataset), out=str(out), **REAL)
+    shutil.copy(folder_dataset / "malignant" / "malignant_07.png", folder_dataset / "benign" / "benign_03.png")
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(index_module, "embed_rows", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        index(str(folder_dataset), out=str(out), **REAL)
+    monkeypatch.undo()
+    res = _run("query", folder_dataset / "malignant" / "malignant_07.png", "--index", out)
+    _one_line_error(res, "out of date", "medsearch index")
+    index(str(folder_dataset), out=str(out), **REAL)  # finishing the run makes the index current again
+    assert _run("query", folder_dataset / "malignant" / "malignant_07.png", "--index", out).exit_code == 0

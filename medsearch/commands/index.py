@@ -280,6 +280,9 @@ def _update_fingerprints(data: StoreData, ds: Dataset, row_of: np.ndarray, *, wo
         m.embedding[changed_rows] = 0
         for r in changed_rows:
             m.reason[r] = ""
+        if changed_rows:  # its index holds the old images' vectors under these rows: no longer this store's index
+            for attr in [a for a in m.attrs if a.startswith("index_")]:
+                del m.attrs[attr]
     if first and n:
         _log(f"  recorded the content fingerprints (sha256) of {sum(1 for s in shas if s)} images")
     return {"changed_on_disk": len(changed_rows)}, dirty

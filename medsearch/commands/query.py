@@ -31,6 +31,7 @@ def query(images: list[str], *, index_dir: str, model: str | None = None, k: int
     data = read_store(index_dir)
     key, m = data.model(model)
     linear_head = _load_head(head, index_dir, data, key, m) if head else None
+    _check_index_current(key, m)
     encoder = encoder_for(m, device=device)
     faiss_index = load_index(Path(index_dir) / m.attrs.get("index_file", f"{key}.faiss"), dim=m.dim,
                              ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
@@ -52,6 +53,16 @@ def query(images: list[str], *, index_dir: str, model: str | None = None, k: int
             result["head"] = _head_output(linear_head, queries[qi:qi + 1], data)
         results.append(result)
     return results
+
+
+def _check_index_current(key: str, m: ModelData) -> None:
+    """The FAISS index must hold exactly the rows the store can return; an interrupted `index` run can leave
+    embeddings (or changed files) that the index does not have yet."""
+    usable = int(m.usable().size)
+    ntotal = m.attrs.get("index_ntotal")
+    if ntotal is None or int(ntotal) != usable:
+        raise MedsearchError(f"the FAISS index of '{key}' is out of date ({'none' if ntotal is None else ntotal} vectors "
+                             f"for {usable} embedded rows): run `medsearch index` on the dataset again to finish it")
 
 
 def encoder_for(m: ModelData, *, device: str = "cpu"):
