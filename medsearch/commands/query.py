@@ -13,6 +13,7 @@ from ..encoders import Preprocess, load_encoder
 from ..errors import ImageError, MedsearchError
 from ..images import load_image
 from ..index import load_index, search
+from ..fingerprints import sha256_of_file
 from ..store import ModelData, StoreData, provenance, read_store
 
 
@@ -37,15 +38,16 @@ def query(images: list[str], *, index_dir: str, model: str | None = None, k: int
                              ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
     batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
-    own_rows = _own_rows(data, images) if exclude_self else [None] * len(images)
+    own_rows = _own_rows(data, images) if exclude_self else [set() for _ in images]
     excluded = _rows_of_ids(data, exclude_ids)
-    sims, rows = search(faiss_index, queries, k + (1 if exclude_self else 0) + len(excluded))
+    sims, rows = search(faiss_index, queries, k + max(map(len, own_rows)) + len(excluded))
     results = []
     for qi, path in enumerate(images):
         keep = [(s, r) for s, r in zip(sims[qi], rows[qi])
-                if r >= 0 and r != own_rows[qi] and r not in excluded][:k]
+                if r >= 0 and r not in own_rows[qi] and r not in excluded][:k]
         neighbours = [_neighbour(data, rank, int(r), float(s)) for rank, (s, r) in enumerate(keep, 1)]
-        result = {"query": path, "model": key, "excluded_self": own_rows[qi] is not None,
+        result = {"query": path, "model": key, "excluded_self": bool(own_rows[qi]),
+                  "self_ids": [data.ids[r] for r in sorted(own_rows[qi])],
                   "excluded_ids": list(exclude_ids),
                   "neighbours": neighbours,
                   "vote": vote_shares(data, [r for _, r in keep], [s for s, _ in keep], weighting)}
@@ -94,13 +96,26 @@ def _read_query(path: str, draft_size: int):
         raise MedsearchError(f"cannot read query image '{printable(path)}': {exc}; give a JPEG or PNG file") from None
 
 
-def _own_rows(data: StoreData, images: list[str]) -> list[int | None]:
-    """Store row of each query image when the query is itself a stored file (matched by real path)."""
+def _own_rows(data: StoreData, images: list[str]) -> list[set[int]]:
+    """Store rows that are each query image itself: the stored file at the same real path, and every stored
+    file with the same bytes (sha256), so that a copy of a stored image, or a stored duplicate of it, does not
+    come back as its own nearest neighbour and vote for its own label."""
     root = data.attrs.get("dataset_root", "")
-    if not root or root.endswith(".npz"):
-        return [None] * len(images)
-    by_path = {os.path.realpath(os.path.join(root, s)): r for r, s in enumerate(data.sources)}
-    return [by_path.get(os.path.realpath(p)) for p in images]
+    own: list[set[int]] = [set() for _ in images]
+    if root and not root.endswith(".npz"):
+        by_path = {os.path.realpath(os.path.join(root, s)): r for r, s in enumerate(data.sources)}
+        for q, p in enumerate(images):
+            if (r := by_path.get(os.path.realpath(p))) is not None:
+                own[q].add(r)
+    if data.sha256 is not None:
+        wanted: dict[str, list[int]] = {}
+        for q, p in enumerate(images):
+            wanted.setdefault(sha256_of_file(p), []).append(q)
+        wanted.pop("", None)
+        for r, sha in enumerate(data.sha256):
+            for q in wanted.get(sha, ()):
+                own[q].add(r)
+    return own
 
 
 def _labels_of(data: StoreData, row: int) -> list[str]:
@@ -166,6 +181,14 @@ def _head_output(head, vector: np.ndarray, data: StoreData) -> dict:
     return {"name": head.name, "decision_scores": {n: round(float(v), 4) for n, v in zip(names, scores)}}
 
 
+def _self_note(self_ids: list[str]) -> str:
+    if not self_ids:
+        return ""
+    if len(self_ids) == 1:
+        return ", itself excluded"
+    return f", itself excluded: {len(self_ids)} stored files with its bytes ({', '.join(printable(i) for i in self_ids[:3])})"
+
+
 def format_results(results: list[dict]) -> str:
     """Plain-text rendering of query results for the terminal: one line per item, every path, id and label
     name escaped by display.printable (the JSON output keeps them exact)."""
@@ -173,7 +196,7 @@ def format_results(results: list[dict]) -> str:
     for res in results:
         excluded = ", ".join(printable(i) for i in res["excluded_ids"])
         lines.append(f"query: {printable(res['query'])}  (model {printable(res['model'])}"
-                     f"{', itself excluded' if res['excluded_self'] else ''}"
+                     f"{_self_note(res.get('self_ids', []))}"
                      f"{', excluding ' + excluded if res['excluded_ids'] else ''})")
         lines.append(f"  {'rank':>4}  {'similarity':>10}  {'label(s)':<24}  id / path")
         for n in res["neighbours"]:
