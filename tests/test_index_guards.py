@@ -208,3 +208,15 @@ def test_a_copy_of_a_stored_image_is_recognised_as_itself(tmp_path, folder_datas
     assert all(n["similarity"] < 0.9999 for n in res["neighbours"]) and len(res["neighbours"]) == 5
     kept = query([str(outside)], index_dir=str(out), k=5, exclude_self=False)[0]
     assert {n["id"] for n in kept["neighbours"][:2]} == set(res["self_ids"])
+
+
+def test_eval_warns_when_a_test_image_has_a_copy_in_training(tmp_path, tiny):
+    """Real BUSI: benign (433) and malignant (145) are one file; under 5-fold CV one of them is always tested
+    while the other is trained on."""
+    from medsearch.commands.eval import evaluate
+
+    index_tiny(needs_shared("breast-busi"), tmp_path / "out")
+    res = evaluate(str(tmp_path / "out"), heads=(), retrieval=False, cv=5, n_boot=10, progress=False,
+                   report_dir=str(tmp_path / "report"))
+    assert sum(r["test_rows_with_a_training_copy"] for r in res["split"]["rounds"]) == 2
+    assert any("byte-identical copy among the training images" in w for w in res["warnings"])

@@ -278,13 +278,29 @@ def _split(data, rows, y, groups, split, cv, test_size, seed, log) -> tuple[dict
         mode = "grouped" if use_groups else ("paper" if mode == "paper" else "stratified")
     info = {"mode": mode, "requested": split, "description": description, "cv": cv, "seed": seed,
             "grouped": mode == "grouped", "rounds": []}
+    copies = 0
     for train, test in rounds:
         both = len(set(groups[train]) & set(groups[test])) if groups is not None else None
+        dup = _test_rows_with_a_training_copy(data, rows[train], rows[test])
+        copies += dup
         info["rounds"].append({"n_train": int(train.size), "n_test": int(test.size), "groups_in_both": both,
+                               "test_rows_with_a_training_copy": dup,
                                "train_rows": rows[train].tolist(), "test_rows": rows[test].tolist()})
+    if copies:
+        log.warn(f"{copies} test image(s) have a byte-identical copy among the training images (see the duplicates "
+                 "in the store's index_report.json): their scores are inflated; remove the copies from the dataset, "
+                 "or give each copy the same patient id (--group-col) so they fall on one side")
     info["n_train"] = int(np.mean([r["n_train"] for r in info["rounds"]]))
     info["n_test"] = int(sum(r["n_test"] for r in info["rounds"]))
     return info, rounds
+
+
+def _test_rows_with_a_training_copy(data, train_rows, test_rows) -> int:
+    """Test rows whose image bytes (sha256 recorded by `index`) are also a training row's: leakage by duplicate."""
+    if data.sha256 is None:
+        return 0
+    seen = {data.sha256[r] for r in train_rows} - {""}
+    return sum(1 for r in test_rows if data.sha256[r] in seen)
 
 
 def _check_test_size(y, task, groups, test_size) -> None:
