@@ -60,7 +60,8 @@ def test_a_moved_dataset_is_followed_and_verified_file_by_file(tmp_path, tiny):
     moved = tmp_path / "moved"
     shutil.copytree(first, moved)  # a copy: new mtimes, same bytes
     make_image(moved / "benign" / "b.png", 1, 99)  # ... but one file was replaced on the way
-    summary = index_tiny(moved, out, moved_from=str(first))
+    (tmp_path / "link").symlink_to(tmp_path)  # the old place named through a link still counts
+    summary = index_tiny(moved, out, moved_from=str(tmp_path / "link" / "first"))
     after = read_store(out)
     assert after.attrs["dataset_root"] == str(moved.resolve()) and after.ids == before.ids
     assert summary["changes"]["changed_on_disk"] == 1

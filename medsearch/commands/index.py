@@ -222,8 +222,11 @@ def _check_same_dataset(data: StoreData, ds: Dataset, out_dir: Path, moved_from:
     manifest = data.attrs.get("manifest") or ""
     if not root:  # a store written before roots were recorded has nothing to compare
         return
-    old = os.path.normpath(os.path.abspath(moved_from)) if moved_from else None
-    if moved_from and old != os.path.normpath(root):
+    # the stored root is resolved (links followed); the old place may be gone, so its resolved and its plain
+    # absolute form both count
+    said = {os.path.realpath(moved_from), os.path.normpath(os.path.abspath(moved_from))} if moved_from else set()
+    old = os.path.normpath(root) if os.path.normpath(root) in said else None
+    if moved_from and old is None:
         raise MedsearchError(f"--moved-from '{printable(moved_from)}' is not where the store's dataset was "
                              f"('{printable(root)}'): give that path, or index into another --out folder")
     base = old or ds.root
