@@ -35,6 +35,7 @@ STORE_FILE = "store.h5"
 JOURNAL_DIR = ".journal"
 LOCK_FILE = ".lock"
 PENDING, EMBEDDED, ZERO_FILLED, SKIPPED = 0, 1, 2, 3
+FINISHED = (EMBEDDED, ZERO_FILLED, SKIPPED)  # the states a journal part may record
 STATE_NAMES = {PENDING: "pending", EMBEDDED: "embedded", ZERO_FILLED: "zero-filled", SKIPPED: "skipped"}
 _STR = h5py.string_dtype("utf-8")
 TASKS = ("binary", "multiclass", "multilabel")
@@ -678,9 +679,12 @@ class Journal:
             except (OSError, ValueError, KeyError):
                 continue  # an unreadable part is ignored: its rows stay pending and get embedded again
             if (emb.ndim != 2 or emb.shape != (len(rows), model.dim) or len(ids) != len(rows)
-                    or rows.min(initial=0) < 0 or rows.max(initial=-1) >= len(data)
+                    or state.shape != rows.shape or len(reason) != len(rows)
+                    or rows.dtype.kind not in "iu" or rows.min(initial=0) < 0 or rows.max(initial=-1) >= len(data)
                     or any(data.ids[r] != i for r, i in zip(rows, ids))):
                 continue  # not from this store (or this store's rows): never trust it
+            if emb.dtype.kind != "f" or not np.isfinite(emb).all() or not np.isin(state, FINISHED).all():
+                continue  # a damaged part would make the store unwritable: its rows are embedded again
             model.embedding[rows] = emb
             model.state[rows] = state
             for r, why in zip(rows, reason):

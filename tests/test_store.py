@@ -132,8 +132,10 @@ def test_journal_replay_and_validation(tmp_path):
     j = Journal(tmp_path, "m")
     j.append(np.array([0, 1]), ["id0", "id1"], np.ones((2, 4)), np.array([EMBEDDED, SKIPPED]), ["", "bad file"])
     j.append(np.array([3]), ["WRONG"], np.ones((1, 4)), np.array([EMBEDDED]), [""])  # rows of another store
+    j.append(np.array([2]), ["id2"], np.full((1, 4), np.nan), np.array([EMBEDDED]), [""])  # an encoder's NaN
+    j.append(np.array([4]), ["id4"], np.ones((1, 4)), np.array([7]), [""])  # a state no run writes
     (j.dir / "part-000000099.npz").write_bytes(b"garbage")
-    assert len(j.parts()) == 3
+    assert len(j.parts()) == 5
     assert Journal(tmp_path, "m").replay(data, "m") == 2
     m = data.models["m"]
     assert m.state.tolist() == [EMBEDDED, SKIPPED, PENDING, PENDING, PENDING] and m.reason[1] == "bad file"
