@@ -64,7 +64,7 @@ def _emit(obj, as_json: bool, text: str) -> None:
 @click.option("--crop", type=int, help="Centre-crop size.")
 @click.option("--on-missing", default="skip", type=click.Choice(["skip", "zero"]), help="Unreadable images: skip and report, or embed a zero tensor.")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Parallel image-decoding threads.")
+@click.option("--workers", default=os.cpu_count() or 2, show_default=True, type=click.IntRange(1), help="Parallel image-decoding threads (default: one per CPU).")
 @click.option("--index-type", default="flat", show_default=True, help="flat, auto, or a FAISS factory string (HNSW32, IVF256,Flat, ...).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--commit-every", default=300.0, show_default=True, help="Seconds between store commits (finished batches are journaled anyway).")

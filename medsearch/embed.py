@@ -1,19 +1,38 @@
 """Turn rows of a dataset into embeddings, batch by batch, as fast as the forward pass allows.
 
-Decoding (PIL, which releases the GIL) runs in a thread pool a few batches ahead of the model, so the CPU
-cores the forward pass leaves idle decode the next batches. Batches are aligned to row numbers
-(row // batch_size), so a resumed run forms exactly the batches an uninterrupted run would have formed and
-produces bit-identical embeddings.
+Decoding (PIL, which releases the GIL) runs in a pool of ``workers`` threads (`medsearch index --workers`, one
+per CPU by default). Whether it may run alongside the forward pass depends on the cores the forward pass needs
+(``overlaps_forward``): a model on an accelerator leaves every CPU core to decoding, so the pool decodes a few
+batches ahead of it; a model on the CPU keeps torch's intra-op threads busy, and when those plus the decode
+threads exceed the cores, decoding and the forward pass take turns instead, each with all its threads: the
+pool decodes the next batch while the caller handles the current one (journal writes), and no decoding is in
+flight while the model runs. Running both at once there oversubscribes the cores: a descheduled intra-op
+thread stalls the others at the end of every operator, which costs the forward pass more than the decoding
+it hides once decoding is a sizeable share of the work. torch's thread count is left as it is.
+
+On the CPU, glibc's malloc hands every freed block above its mmap threshold (at most 32 MiB) back to the
+kernel, and a CNN's activations for a batch are larger (EfficientNet-Lite0's expanded layers hold 96 x 112 x
+112 floats per image), so every forward pass mapped and zero-filled them again: page faults that made a
+batch of 16 slower per image than a batch of 1. ``reuse_freed_memory`` keeps freed memory in the heap while
+the batches run, then hands it back.
+
+Batches are aligned to row numbers (row // batch_size), so a resumed run forms exactly the batches an
+uninterrupted run would have formed and produces bit-identical embeddings.
 """
 from __future__ import annotations
 
 import collections
+import ctypes
+import os
 import sys
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from .errors import ImageError, MedsearchError
@@ -39,6 +58,78 @@ def aligned_batches(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return np.split(rows, cuts)
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def overlaps_forward(workers: int, *, cores: int, torch_threads: int, on_cpu: bool) -> bool:
+    """Whether ``workers`` decode threads may run while the forward pass does: when the forward pass runs on
+    an accelerator, or when its ``torch_threads`` and the decode threads fit in ``cores`` together."""
+    return not on_cpu or workers + torch_threads <= cores
+
+
+# glibc's mallopt parameters (malloc.h), its default mmap count limit, and the mmap threshold its dynamic
+# adjustment stops at (DEFAULT_MMAP_THRESHOLD_MAX), with the trim threshold it pairs with it (twice as much).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_DEFAULT_MMAP_MAX = 65536
+_MMAP_THRESHOLD_MAX = 4 * 1024 * 1024 * ctypes.sizeof(ctypes.c_long)
+_KEEP_UP_TO = 2**31 - 1  # mallopt takes an int
+_MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+_malloc_lock = threading.Lock()
+_malloc_depth = 0
+
+
+def _glibc():
+    """The C library when it is glibc and the user has not tuned its malloc (environment), else None."""
+    if not sys.platform.startswith("linux") or any(k in os.environ for k in _MALLOC_ENV) \
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (musl has no malloc_trim)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+@contextmanager
+def reuse_freed_memory(libc=None):
+    """While inside, glibc's malloc serves every block from the heap and keeps freed memory there (up to
+    2 GiB), so the equally sized buffers of successive forward passes reuse pages already mapped. On leaving
+    the outermost such block, blocks above 32 MiB are mapped separately again, free memory above 64 MiB goes
+    back to the kernel (the thresholds glibc's own adjustment settles at once a process has freed a 32 MiB
+    block), and ``malloc_trim`` returns the rest. No-op without glibc, or when the environment tunes malloc.
+    ``libc``: for tests, an object with ``mallopt`` and ``malloc_trim``."""
+    global _malloc_depth
+    libc = libc or _glibc()
+    if libc is None:
+        yield
+        return
+    with _malloc_lock:
+        _malloc_depth += 1
+        if _malloc_depth == 1:
+            libc.mallopt(_M_MMAP_MAX, 0)
+            libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_UP_TO)
+    try:
+        yield
+    finally:
+        with _malloc_lock:
+            _malloc_depth -= 1
+            if _malloc_depth == 0:
+                libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+                libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
+                libc.malloc_trim(0)
+
+
+def _on_cpu(encoder) -> bool:
+    return getattr(getattr(encoder, "device", None), "type", "cpu") == "cpu"
+
+
 def embed_rows(open_image: Callable[..., object], rows: np.ndarray, encoder, *, batch_size: int = 64,
                workers: int = 2, prefetch: int = 2, on_missing: str = "skip", progress: bool = True,
                desc: str = "embedding") -> Iterator[Batch]:
@@ -59,26 +150,33 @@ def embed_rows(open_image: Callable[..., object], rows: np.ndarray, encoder, *, 
         except Exception as exc:  # a decoder bug on one odd file must not end a long run
             return None, f"cannot decode: {type(exc).__name__}: {exc}".replace("\n", " ")
 
+    on_cpu = _on_cpu(encoder)
+    overlap = overlaps_forward(workers, cores=available_cores(), torch_threads=torch.get_num_threads(), on_cpu=on_cpu)
     bar = tqdm(total=int(sum(len(b) for b in batches)), unit="img", desc=desc, disable=not progress,
                file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+    with reuse_freed_memory() if on_cpu else nullcontext(), \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         queue: collections.deque[tuple[np.ndarray, list[Future]]] = collections.deque()
         pending = iter(batches)
 
-        def fill() -> None:
-            while len(queue) < prefetch + 1:
+        def fill(depth: int) -> None:
+            while len(queue) < depth:
                 batch = next(pending, None)
                 if batch is None:
                     return
                 queue.append((batch, [pool.submit(decode, r) for r in batch]))
 
-        fill()
+        fill(prefetch + 1 if overlap else 1)
         try:
             while queue:
                 batch, futures = queue.popleft()
-                fill()
+                if overlap:
+                    fill(prefetch + 1)
                 decoded = [f.result() for f in futures]
-                yield _encode_batch(batch, decoded, encoder, on_missing)
+                out = _encode_batch(batch, decoded, encoder, on_missing)
+                if not overlap:  # the next batch decodes while the caller handles this one, not during a forward pass
+                    fill(1)
+                yield out
                 bar.update(len(batch))
         finally:
             for _, futures in queue:

@@ -37,7 +37,7 @@ def index(dataset: str, *, out: str | None = None, models: tuple[str, ...] = (DE
           label_col: str | None = None, label_cols: list[str] | None = None, group_col: str | None = None,
           split_col: str | None = None, images_dir: str | None = None, task: str | None = None,
           norm: str | None = None, resize: int | None = None, crop: int | None = None,
-          on_missing: str = "skip", batch_size: int = 64, workers: int = 2, index_type: str = "flat",
+          on_missing: str = "skip", batch_size: int = 64, workers: int = os.cpu_count() or 2, index_type: str = "flat",
           device: str = "cpu", commit_every: float = 300.0, moved_from: str | None = None,
           progress: bool = True) -> dict:
     """Index ``dataset`` into ``out`` (default ``indexes/<dataset name>``) with each of ``models``.
