@@ -15,10 +15,11 @@ the bare passes either side of it) and index/naive (against the naive pass of th
 range of index/naive over the rounds. The bare passes run inside `embed.reuse_freed_memory()`, as index's
 forward passes do. With --ab overlap, each round also runs index with decoding forced to overlap the forward
 pass, as it did before the thread rule of medsearch/embed.py; with --ab malloc, index with glibc's default
-malloc settings (no `reuse_freed_memory`); either way the change is measured in the same process. "others"
+malloc settings (no `reuse_freed_memory`); with --ab before, both (index as it was before issue 12); either
+way the change is measured in the same process. "others"
 is the CPU time other processes used during a round, in cores (Linux /proc/stat; it cannot see the
 neighbours of a virtual machine). --png-width indexes upscaled PNG copies instead of the JPEGs, where
-decoding costs as much as a cheap encoder's forward pass. CLIP and ResNet50 use random init (same compute).
+decoding costs more than a cheap encoder's forward pass. CLIP and ResNet50 use random init (same compute).
 
     .venv/bin/python benchmarks/bench_index_throughput.py --n 160 --naive-n 32 --rounds 3
 """
@@ -33,7 +34,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from contextlib import contextmanager, redirect_stderr
+from contextlib import ExitStack, contextmanager, redirect_stderr
 from pathlib import Path
 from unittest import mock
 
@@ -119,14 +120,15 @@ def naive_rate(encoder, paths: list[Path]) -> float:
 
 @contextmanager
 def variant(name: str):
-    """index as it ran before one change of medsearch/embed.py: 'overlap' (decoding runs ahead of the forward
-    pass whatever the cores) or 'malloc' (glibc's default malloc settings during the forward passes)."""
-    if name == "overlap":
-        with mock.patch.object(embed, "overlaps_forward", lambda *a, **k: True):
-            yield
-    else:
-        with mock.patch.object(embed, "_glibc", lambda: None):
-            yield
+    """index as it ran before the changes of issue 12 to medsearch/embed.py: 'overlap' (decoding runs ahead of
+    the forward pass whatever the cores), 'malloc' (glibc's default malloc settings during the forward passes),
+    or 'before' (both)."""
+    with ExitStack() as stack:
+        if name in ("overlap", "before"):
+            stack.enter_context(mock.patch.object(embed, "overlaps_forward", lambda *a, **k: True))
+        if name in ("malloc", "before"):
+            stack.enter_context(mock.patch.object(embed, "_glibc", lambda: None))
+        yield
 
 
 def index_rate(dataset: Path, model: str, batch_size: int, workers: int) -> tuple[float, float]:
@@ -169,9 +171,9 @@ def main() -> None:
                     help="decode threads of index (default as the CLI's: one per CPU)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating bare/index/naive rounds at the best batch size")
     ap.add_argument("--png-width", type=int, help="index PNG copies upscaled to this width instead of the JPEGs "
-                    "(decoding then costs about as much as a cheap encoder's forward pass)")
-    ap.add_argument("--ab", choices=["overlap", "malloc"],
-                    help="also run index as before one change: decoding overlapping the forward pass, or default malloc")
+                    "(decoding then costs more than a cheap encoder's forward pass)")
+    ap.add_argument("--ab", choices=["overlap", "malloc", "before"],
+                    help="also run index as before issue 12: decoding overlapping the forward pass, default malloc, or both")
     args = ap.parse_args()
     cores, threads = embed.available_cores(), torch.get_num_threads()
     overlap = embed.overlaps_forward(args.workers, cores=cores, torch_threads=threads, on_cpu=True)
