@@ -199,4 +199,10 @@ def _encode_batch(batch: np.ndarray, decoded: list, encoder, on_missing: str) ->
             state[failed] = ZERO_FILLED
         else:
             state[failed] = SKIPPED
+    broken = np.flatnonzero(~np.isfinite(embedding).all(axis=1))
+    if broken.size:  # a store holds finite embeddings only: such a row is skipped with the reason, not stored
+        embedding[broken] = 0
+        state[broken] = SKIPPED
+        for i in broken:
+            reason[i] = "the encoder's output is not finite (NaN or infinity): check the weights and --norm"
     return Batch(batch, embedding, state, reason)

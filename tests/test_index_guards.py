@@ -221,3 +221,20 @@ def test_eval_warns_when_a_test_image_has_a_copy_in_training(tmp_path, tiny):
                    report_dir=str(tmp_path / "report"))
     assert sum(r["test_rows_with_a_training_copy"] for r in res["split"]["rounds"]) == 2
     assert any("byte-identical copy among the training images" in w for w in res["warnings"])
+
+
+def test_non_finite_encoder_output_is_a_skipped_row_not_a_broken_store(tmp_path, tiny, monkeypatch):
+    import medsearch.commands.index as index_module
+    from .conftest import TinyEncoder
+
+    class Broken(TinyEncoder):
+        def encode(self, batch):
+            out = super().encode(batch)
+            out[0, 1] = np.nan
+            return out
+
+    monkeypatch.setattr(index_module, "load_encoder", lambda *a, **k: Broken())
+    summary = index_tiny(_two_classes(tmp_path / "ds"), tmp_path / "out")
+    m = summary["models"]["tiny"]
+    assert m["skipped"] == 1 and m["embedded"] == 3 and "not finite" in m["problems"][0]["reason"]
+    assert np.isfinite(read_store(tmp_path / "out").models["tiny"].embedding).all()
