@@ -227,16 +227,21 @@ def _required(attrs: dict, name: str):
     return attrs[name]
 
 
-def _label_names(raw) -> list[str]:
+def _json_attr(what: str, raw, kind: type, kind_text: str):
+    """The JSON value of a string attribute, which must be a ``kind`` (list, dict)."""
     if not isinstance(raw, str):
-        raise _Damage(f"label_names is {_show(raw)}, not a JSON list of names")
+        raise _Damage(f"{what} is {_show(raw)}, not a JSON string")
     try:
-        names = json.loads(raw)
+        value = json.loads(raw)
     except ValueError as exc:
-        raise _Damage(f"label_names is not valid JSON ({_first_line(exc)})") from None
-    if not isinstance(names, list):
-        raise _Damage(f"label_names is the JSON {_show_json(names)}, not a list of names")
-    return names
+        raise _Damage(f"{what} is not valid JSON ({_first_line(exc)})") from None
+    if not isinstance(value, kind):
+        raise _Damage(f"{what} is the JSON {_show_json(value)}, not {kind_text}")
+    return value
+
+
+def _label_names(raw) -> list[str]:
+    return _json_attr("label_names", raw, list, "a list of names")
 
 
 def _group(parent: h5py.Group, name: str, where: str) -> h5py.Group:
@@ -486,14 +491,7 @@ def _check_finite(emb: np.ndarray, where: str) -> None:
 def _check_provenance(where: str, raw, dim: int) -> None:
     if raw is None:
         raise _Damage(f"{where} has no provenance attribute")
-    if not isinstance(raw, str):
-        raise _Damage(f"{where} provenance is {_show(raw)}, not a JSON string")
-    try:
-        prov = json.loads(raw)
-    except ValueError as exc:
-        raise _Damage(f"{where} provenance is not valid JSON ({_first_line(exc)})") from None
-    if not isinstance(prov, dict):
-        raise _Damage(f"{where} provenance is the JSON {_show_json(prov)}, not an object")
+    prov = _json_attr(f"{where} provenance", raw, dict, "an object")
     for key in ("encoder", "preprocess", "dim"):
         if key not in prov:
             raise _Damage(f"{where} provenance lacks {key}")
