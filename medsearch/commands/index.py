@@ -24,7 +24,7 @@ from ..store import (EMBEDDED, PENDING, SKIPPED, STATE_NAMES, ZERO_FILLED, Journ
 
 REPORT_FILE = "index_report.json"
 DEFAULT_MODEL = "clip-vit-b-32"
-# Smallest centre crop any encoder can tell images apart at; larger sizes are bounded by memory (_check_sizes).
+# Smallest centre crop any encoder can tell images apart at; larger sizes are bounded by memory (_check_memory).
 MIN_CROP = 16
 # Decoded batches in memory at once: the one being encoded plus embed_rows' prefetch queue.
 BATCHES_IN_MEMORY = 4
@@ -91,7 +91,7 @@ def store_key(name: str, flag: str) -> str:
     """The store key (HDF5 group, index file, journal folder) of a model name or --name; refuses names that
     clean up to nothing or to a dot name ('.', '..', '.x'), which would alias the index folder itself."""
     key = model_key(name)
-    if not key or is_hidden(key) or key in (".", ".."):
+    if not key or is_hidden(key):
         raise MedsearchError(f"{flag} '{printable(name)}' gives no usable store key ('{printable(key)}'): use letters, "
                              "digits, '_', '-' and '.', starting with a letter or digit")
     return key
