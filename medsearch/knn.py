@@ -8,6 +8,12 @@ Vote shares
   rows do not sum to 1.
 If k exceeds the number of training vectors, all training vectors are used.
 
+Input checks: KNNVoter validates X and y with scikit-learn's own helpers (validate_data,
+check_classification_targets, check_is_fitted), with sklearn's usual messages; tests/test_knn.py runs
+sklearn's estimator checks on it and declares the one that cannot apply. A validation error is re-raised as KNNInputError (a MedsearchError and a ValueError) or
+KNNInputTypeError (a MedsearchError and a TypeError, e.g. sparse X), so the CLI reports it as a user error
+and sklearn code that catches ValueError/TypeError still does.
+
 Memory: single-label votes are summed from class codes (one bincount over (query, class) cells), never
 from one-hot rows, so a vote needs O(q * k + q * C) memory for q queries, k neighbours and C classes;
 multilabel votes add one (q, L) slice per neighbour rank and never gather a (q, k, L) block.
@@ -15,10 +21,16 @@ multilabel votes add one (q, L) slice per neighbour rank and never gather a (q, 
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import faiss
 import numpy as np
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.exceptions import DataConversionWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from medsearch.errors import MedsearchError
 from medsearch.index import normalize as normalize_rows
@@ -27,6 +39,27 @@ from medsearch.metrics import auc_aligned
 KNN_K_GRID = (1, 3, 5, 7, 9, 11, 15, 21, 31, 41, 51)
 WEIGHTS = ("uniform", "similarity")
 _EPS = 1e-6
+
+
+class KNNInputError(MedsearchError, ValueError):
+    """Bad k-NN parameters or input values: a user error for the CLI, a ValueError for scikit-learn."""
+
+
+class KNNInputTypeError(MedsearchError, TypeError):
+    """Input of an unsupported kind (e.g. a sparse matrix): a user error for the CLI, a TypeError for sklearn."""
+
+
+@contextlib.contextmanager
+def _as_user_errors():
+    """Re-raise scikit-learn's validation errors as KNNInputError / KNNInputTypeError, message unchanged."""
+    try:
+        yield
+    except MedsearchError:
+        raise
+    except ValueError as exc:
+        raise KNNInputError(str(exc)) from exc
+    except TypeError as exc:
+        raise KNNInputTypeError(str(exc)) from exc
 
 
 def _as_vectors(X, normalize: bool) -> np.ndarray:
@@ -90,21 +123,23 @@ def vote_shares(similarities: np.ndarray, indices: np.ndarray, labels: np.ndarra
 
 def _check_weights(weights) -> None:
     if weights not in WEIGHTS:
-        raise MedsearchError(f"unknown k-NN weighting {weights!r}; use one of {', '.join(WEIGHTS)}")
+        raise KNNInputError(f"unknown k-NN weighting {weights!r}; use one of {', '.join(WEIGHTS)}")
 
 
 def _check_params(k, weights) -> None:
     _check_weights(weights)
     if int(k) < 1:
-        raise MedsearchError(f"k must be at least 1, got {k}")
+        raise KNNInputError(f"k must be at least 1, got {k}")
 
 
 class KNNVoter(ClassifierMixin, BaseEstimator):
     """Cosine k-NN classifier with a FAISS IndexFlatIP; sklearn-compatible (clone, GridSearchCV, deepcopy).
 
     ``y`` is 1-D class values (any values; ``classes_`` = np.unique(y)) or a 2-D 0/1 matrix for
-    multilabel (``classes_`` = arange(L)). ``labels_`` keeps, per training row, the code of its class in
-    ``classes_`` (1-D) or its 0/1 label row (multilabel), the form vote_shares takes. The FAISS index is
+    multilabel (``classes_`` = arange(L)); a single column that is not 0/1 is taken as a column vector of
+    classes (with sklearn's DataConversionWarning), and other 2-D y is refused. ``labels_`` keeps, per
+    training row, the code of its class in ``classes_`` (1-D) or its 0/1 label row (multilabel), the form
+    vote_shares takes. The FAISS index is
     serialised to bytes when pickled or deep-copied, since FAISS objects are not picklable themselves.
     """
 
@@ -113,28 +148,33 @@ class KNNVoter(ClassifierMixin, BaseEstimator):
         self.weights = weights
         self.normalize = normalize
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False  # FAISS needs dense vectors; sparse X is refused with a TypeError
+        tags.target_tags.multi_output = True  # a 2-D 0/1 y is multilabel ...
+        tags.classifier_tags.multi_label = True  # ... and only multilabel: other 2-D y is refused
+        return tags
+
     def fit(self, X, y):
         _check_params(self.k, self.weights)
-        y = np.asarray(y)
-        X = np.asarray(X)
-        if y.shape[0] != X.shape[0]:
-            raise MedsearchError(f"{X.shape[0]} vectors but {y.shape[0]} labels; pass one label row per vector")
+        with _as_user_errors():
+            X, y = validate_data(self, X, y, multi_output=True, dtype=np.float32)
+            y = _targets(y)
         if y.ndim == 2:
             self.multilabel_ = True
             self.classes_ = np.arange(y.shape[1])
             self.labels_ = (y != 0).astype(np.float32)
-        elif y.ndim == 1:
+        else:
             self.multilabel_ = False
             self.classes_, encoded = np.unique(y, return_inverse=True)
             self.labels_ = encoded.astype(np.int64)
-        else:
-            raise MedsearchError(f"labels must be 1-D classes or a 2-D 0/1 matrix, got shape {y.shape}")
         self.index_ = build_index(X, self.normalize)
-        self.n_features_in_ = self.index_.d
         return self
 
     def kneighbors(self, X, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "index_")
+        with _as_user_errors():
+            X = validate_data(self, X, reset=False, dtype=np.float32)
         return search(self.index_, X, self.k if k is None else k, self.normalize)
 
     def predict_proba(self, X) -> np.ndarray:
@@ -157,6 +197,28 @@ class KNNVoter(ClassifierMixin, BaseEstimator):
         if isinstance(state.get("index_"), np.ndarray):
             state["index_"] = faiss.deserialize_index(state["index_"])
         self.__dict__.update(state)
+
+
+def _targets(y) -> np.ndarray:
+    """y as validated class values (1-D) or a 0/1 label matrix (2-D, multilabel).
+
+    A single column that is not 0/1 is a column vector of classes: it is flattened with sklearn's
+    DataConversionWarning. A single 0/1 column stays a one-label multilabel matrix.
+    """
+    if sparse.issparse(y):
+        y = y.toarray()
+    y = np.asarray(y)
+    if y.ndim == 2:
+        binary = y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all()
+        if y.shape[1] == 1 and not binary:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape "
+                          "of y to (n_samples,), for example using ravel().", DataConversionWarning, stacklevel=3)
+            y = y[:, 0]
+        elif not binary:
+            raise ValueError("2-D y must be a 0/1 label matrix (multilabel); multiclass-multioutput targets "
+                             "are not supported")
+    check_classification_targets(y)
+    return y
 
 
 def cv_select_k(

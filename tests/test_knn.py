@@ -1,16 +1,20 @@
 import copy
 import pickle
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
+from scipy import sparse
 from sklearn.base import clone
+from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import GridSearchCV
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from medsearch.errors import MedsearchError
 from medsearch.heads import auc_scorer
-from medsearch.knn import KNN_K_GRID, KNNVoter, cv_select_k, vote_shares
+from medsearch.knn import KNN_K_GRID, KNNInputError, KNNInputTypeError, KNNVoter, cv_select_k, vote_shares
 from medsearch.splits import cv_splits
 
 
@@ -161,6 +165,7 @@ def _peak_bytes(call):
         tracemalloc.stop()
 
 
+@pytest.mark.filterwarnings("ignore:The number of unique classes is greater than 50%")  # sklearn's, expected here
 def test_vote_memory_does_not_grow_with_the_square_of_the_classes():
     """50,000 classes: one-hot votes took C x C (np.eye) or n_train x C (the voter's label matrix) floats,
     gigabytes; the output is (q, C), so 20 queries need 8 MB."""
@@ -185,3 +190,56 @@ def test_vote_rejects_unknown_weights_and_labels():
         vote_shares(sims, idx, np.array([0, 1]), "distance", n_classes=2)
     with pytest.raises(MedsearchError, match="n_classes"):
         vote_shares(sims, idx, np.array([0, 2]), "uniform", n_classes=2)
+
+
+# scikit-learn's estimator checks. The one expected failure is declared here with its reason (xfail, strict:
+# it fails the run if the check starts passing); sparse X is refused by design (tags.input_tags.sparse=False,
+# checked by sklearn's sparse checks, which pass).
+SKLEARN_EXPECTED_FAILURES = {
+    "check_classifiers_multilabel_output_format_predict_proba":
+        "multilabel predict_proba is each label's vote share, which is exactly 0 (or 1) when no (or every) "
+        "neighbour has the label; the check wants probabilities strictly inside (0, 1)",
+}
+
+
+@parametrize_with_checks([KNNVoter()], expected_failed_checks=lambda est: SKLEARN_EXPECTED_FAILURES,
+                         xfail_strict=True)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_invalid_input_raises_errors_that_are_both_medsearch_and_sklearn_kinds():
+    X, y = _data()
+    cases = [
+        (lambda: KNNVoter().fit(X, y[:-1]), KNNInputError, "inconsistent numbers of samples"),
+        (lambda: KNNVoter().fit(X, y + 0.5), KNNInputError, "Unknown label type"),
+        (lambda: KNNVoter().fit(X, np.where(y == 0, np.inf, y)), KNNInputError, "infinity"),
+        (lambda: KNNVoter().fit(np.where(X > 2, np.nan, X), y), KNNInputError, "NaN"),
+        (lambda: KNNVoter().fit(X[:0], y[:0]), KNNInputError, "0 sample"),
+        (lambda: KNNVoter().fit(X[:, 0], y), KNNInputError, "Expected 2D array"),
+        (lambda: KNNVoter().fit(X, None), KNNInputError, "requires y to be passed"),
+        (lambda: KNNVoter().fit(X, np.column_stack([y, y])), KNNInputError, "multioutput"),
+        (lambda: KNNVoter().fit(sparse.csr_matrix(X), y), KNNInputTypeError, "[Ss]parse"),
+        (lambda: KNNVoter().fit(X, y).predict(X[:, :3]), KNNInputError, "expecting 8 features"),
+        (lambda: KNNVoter().fit(X, y).kneighbors(X[:, :3]), KNNInputError, "expecting 8 features"),
+    ]
+    for call, kind, message in cases:
+        with pytest.raises(kind, match=message) as info:
+            call()
+        assert isinstance(info.value, MedsearchError)
+        assert isinstance(info.value, ValueError if kind is KNNInputError else TypeError)
+    with pytest.raises(KNNInputError):
+        KNNVoter(k=0).fit(X, y)
+
+
+def test_column_vector_of_classes_is_flattened_but_a_single_0_1_column_stays_multilabel():
+    X, y = _data()
+    flat = KNNVoter(k=5).fit(X, y)
+    with pytest.warns(DataConversionWarning, match="column-vector"):
+        column = KNNVoter(k=5).fit(X, y[:, None])
+    assert not column.multilabel_ and np.array_equal(column.predict_proba(X), flat.predict_proba(X))
+    one_label = (y == 1).astype(int)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataConversionWarning)
+        voter = KNNVoter(k=5).fit(X, one_label)
+    assert voter.multilabel_ and voter.predict_proba(X).shape == (120, 1) and voter.predict(X).shape == (120, 1)
