@@ -156,6 +156,8 @@ def test_identical_embeddings_are_warned_about(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(index_module, "load_encoder", lambda *a, **k: Flat())
     summary = index_tiny(_two_classes(tmp_path / "ds"), tmp_path / "out")
     assert summary["models"]["tiny"]["identical_embeddings"]["all_identical"]
+    again = index_tiny(tmp_path / "ds", tmp_path / "out")  # a run that embeds nothing does not hash every row again
+    assert again["models"]["tiny"]["identical_embeddings"] == {"checked": False, "why": "nothing was embedded in this run"}
 
 
 # ---- defect 10: one line per item ------------------------------------------------------------------------------

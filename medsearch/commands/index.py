@@ -392,7 +392,8 @@ def _index_model(out_dir: Path, data: StoreData, open_row, model: str, *, key: s
     if rebuild or todo.size or journal.parts():
         _commit(data, out_dir, journal)
     summary = _model_summary(data, m, todo.size, seconds)
-    summary["identical_embeddings"] = _embedding_duplicates(data, m, key, row_of)
+    summary["identical_embeddings"] = (_embedding_duplicates(data, m, key, row_of) if todo.size else
+                                       {"checked": False, "why": "nothing was embedded in this run"})
     return summary
 
 
