@@ -235,8 +235,11 @@ def _pick(header: list[str], wanted: str | None, candidates: tuple[str, ...], wh
     return next((lower[c] for c in candidates if c in lower), None)
 
 
+BINARY_VALUES = ("0", "1", "0.0", "1.0")  # how a 0/1 label column may spell its values
+
+
 def _is_binary_column(rows: list[dict[str, str]], col: str) -> bool:
-    return all(r.get(col, "") in ("0", "1", "0.0", "1.0") for r in rows)
+    return all(r.get(col, "") in BINARY_VALUES for r in rows)
 
 
 def _scan_csv(root: Path, manifest, image_col, label_col, label_cols, group_col, split_col, images_dir) -> Dataset:
@@ -359,7 +362,7 @@ def _csv_labels(header, rows, path, img_col, other_cols, label_col, label_cols):
 
 
 def _hot_labels(rows, cols, path, img_col):
-    bad = next((r for r in rows if any(r.get(c, "") not in ("0", "1", "0.0", "1.0") for c in cols)), None)
+    bad = next((r for r in rows if not all(_is_binary_column([r], c) for c in cols)), None)
     if bad is not None:
         raise MedsearchError(f"label columns {', '.join(cols)} of '{path.name}' must hold 0 or 1 "
                              f"(row for '{printable(bad.get(img_col) or '')}' does not)")

@@ -12,9 +12,9 @@ it hides once decoding is a sizeable share of the work. torch's thread count is 
 
 On the CPU, glibc's malloc hands every freed block above its mmap threshold (at most 32 MiB) back to the
 kernel, and a CNN's activations for a batch are larger (EfficientNet-Lite0's expanded layers hold 96 x 112 x
-112 floats per image), so every forward pass mapped and zero-filled them again: page faults that made a
-batch of 16 slower per image than a batch of 1. ``reuse_freed_memory`` keeps freed memory in the heap while
-the batches run, then hands it back.
+112 floats per image), so every forward pass mapped and zero-filled them again (page faults that grow with
+the batch; figures in benchmarks/RESULTS.md). ``reuse_freed_memory`` keeps freed memory in the heap while the
+batches run, then hands it back.
 
 Batches are aligned to row numbers (row // batch_size), so a resumed run forms exactly the batches an
 uninterrupted run would have formed and produces bit-identical embeddings.

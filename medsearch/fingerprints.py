@@ -15,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import sha256_file
+
 UNKNOWN_STAT = (-1, -1)
-_BLOCK = 1 << 20
 
 
 def file_stat(path: str | None) -> tuple[int, int]:
@@ -32,14 +33,10 @@ def file_stat(path: str | None) -> tuple[int, int]:
 
 def sha256_of_file(path: str) -> str:
     """Hex sha256 of a file's bytes, or '' when it cannot be read (it is then reported by the embedding step)."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while block := f.read(_BLOCK):
-                h.update(block)
+        return sha256_file(path)
     except (OSError, ValueError):
         return ""
-    return h.hexdigest()
 
 
 def sha256_of_array(arr: np.ndarray) -> str:

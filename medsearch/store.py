@@ -101,6 +101,13 @@ class StoreData:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def labels_of(self, row: int) -> list[str]:
+        """Names of the labels of ``row``: one class, or every positive label of a multilabel row."""
+        y = self.labels[row]
+        if self.task == "multilabel":
+            return [self.label_names[j] for j in np.flatnonzero(y)]
+        return [self.label_names[int(y)]]
+
     def model(self, key: str | None) -> tuple[str, ModelData]:
         """The named model, or the only one when ``key`` is None; a clear error otherwise."""
         if not self.models:

@@ -307,10 +307,7 @@ def _file_duplicates(data: StoreData, row_of: np.ndarray) -> dict:
 
 
 def _label_text(data: StoreData, row: int) -> str:
-    y = data.labels[row]
-    if data.task == "multilabel":
-        return "+".join(data.label_names[j] for j in np.flatnonzero(y)) or "-"
-    return data.label_names[int(y)]
+    return "+".join(data.labels_of(row)) or "-"
 
 
 def _empty_labels(ds: Dataset) -> np.ndarray:

@@ -118,15 +118,8 @@ def _own_rows(data: StoreData, images: list[str]) -> list[set[int]]:
     return own
 
 
-def _labels_of(data: StoreData, row: int) -> list[str]:
-    y = data.labels[row]
-    if data.task == "multilabel":
-        return [data.label_names[j] for j in np.flatnonzero(y)]
-    return [data.label_names[int(y)]]
-
-
 def _neighbour(data: StoreData, rank: int, row: int, sim: float) -> dict:
-    out = {"rank": rank, "row": row, "id": data.ids[row], "labels": _labels_of(data, row),
+    out = {"rank": rank, "row": row, "id": data.ids[row], "labels": data.labels_of(row),
            "similarity": round(sim, 4), "source": data.sources[row]}
     if data.groups is not None:
         out["group"] = data.groups[row]
