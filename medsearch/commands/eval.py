@@ -364,9 +364,7 @@ def _check_training_part(y_train, task, label_names) -> None:
 
 
 def _inner_folds(y_train, g_train, task, folds, seed, split_mode):
-    if y_train.shape[0] < 2 * folds:
-        raise MedsearchError(f"--folds {folds}: only {y_train.shape[0]} training rows; {folds}-fold tuning needs "
-                             "more: index more images or lower --folds")
+    """Tuning folds on a training part (its size against --folds is checked up front: _check_against_rounds)."""
     try:
         return cv_splits(y_train, task, groups=g_train if split_mode == "grouped" else None, n_splits=folds,
                          seed=seed, mode="grouped" if split_mode == "grouped" else "paper")
