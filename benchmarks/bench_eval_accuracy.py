@@ -7,7 +7,7 @@ Datasets (../shared/data) and how each is split:
   retinamnist    official MedMNIST test split                                   anchor: MedMNIST v2 ResNet-50 0.726
   breastmnist    official MedMNIST test split                                   anchor: MedMNIST v2 ResNet-18 0.901
 Encoders: efficientnet-lite0, efficientnet-lite2 (weights from their pip packages) and mobilenet-v2
-(../shared/weights/mobilenet_v2_imagenet.pth), and their fusion (medsearch.fusion: 'a+b+c'). Stores go to
+(../shared/weights/mobilenet_v2_imagenet.pth), and their fusion (medsearch.evaluation.fusion: 'a+b+c'). Stores go to
 indexes/<dataset> and are reused: indexing again embeds only what is missing. ODIR is slow to embed on 2
 cores: --limit N keeps the first patients up to N images (both eyes of a patient stay together) and the
 output says so.
@@ -28,8 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medsearch.commands.eval import DEFAULT_HEADS, evaluate  # noqa: E402
-from medsearch.commands.index import index  # noqa: E402
+from medsearch.evaluation.evaluate import DEFAULT_HEADS, evaluate  # noqa: E402
+from medsearch.ingest.indexing import index  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 WEIGHTS = {"mobilenet-v2": str(REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth")}

@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medsearch.commands.eval import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER, evaluate  # noqa: E402
-from medsearch.heads import fit_head  # noqa: E402
-from medsearch.splits import cv_splits, holdout_split  # noqa: E402
-from medsearch.store import EMBEDDED, ModelData, StoreData, write_store  # noqa: E402
+from medsearch.evaluation.evaluate import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER, evaluate  # noqa: E402
+from medsearch.evaluation.heads import fit_head  # noqa: E402
+from medsearch.evaluation.splits import cv_splits, holdout_split  # noqa: E402
+from medsearch.storage.store import EMBEDDED, ModelData, StoreData, write_store  # noqa: E402
 
 SYNTHETIC_PREPROCESS = {"resize": 224, "crop": 224, "interpolation": "bicubic", "norm": "mean-std",
                         "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}

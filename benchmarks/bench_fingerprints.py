@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medsearch.datasets import scan
-from medsearch.fingerprints import duplicate_groups, fingerprint
-from medsearch.images import load_image
-from medsearch.index import build_index
+from medsearch.ingest.datasets import scan
+from medsearch.ingest.fingerprints import duplicate_groups, fingerprint
+from medsearch.ingest.images import load_image
+from medsearch.storage.faiss_index import build_index
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "skin-isic2018"
 

@@ -42,10 +42,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from medsearch import embed
-from medsearch.commands.index import index
-from medsearch.encoders import load_encoder
-from medsearch.images import load_image
+from medsearch.ingest import embed
+from medsearch.ingest.indexing import index
+from medsearch.ingest.encoders import load_encoder
+from medsearch.ingest.images import load_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "skin-isic2018"
 OFFLINE_WEIGHTS = {"mobilenet-v2": str(Path(__file__).resolve().parents[1].parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth")}

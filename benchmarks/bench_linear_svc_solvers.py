@@ -26,11 +26,11 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medsearch import linear_svc_primal  # noqa: E402
-from medsearch.heads import C_GRID  # noqa: E402
-from medsearch.linear_svc_primal import (FREE_BIAS_SCALING, augmented, hinge_gap, solve_hinge,  # noqa: E402
+from medsearch.solvers import primal as linear_svc_primal  # noqa: E402
+from medsearch.evaluation.heads import C_GRID  # noqa: E402
+from medsearch.solvers.primal import (FREE_BIAS_SCALING, augmented, hinge_gap, solve_hinge,  # noqa: E402
                                         solve_squared_hinge)
-from medsearch.store import read_store  # noqa: E402
+from medsearch.storage.store import read_store  # noqa: E402
 
 
 def objective(Xa, y, C, w, loss) -> float:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from medsearch.storage.store import EMBEDDED, ModelData, StoreData, write_store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -86,7 +89,7 @@ class TinyEncoder:
 @pytest.fixture
 def tiny(monkeypatch):
     """`index` with the TinyEncoder in place of any --model."""
-    import medsearch.commands.index as index_module
+    import medsearch.ingest.indexing as index_module
 
     monkeypatch.setattr(index_module, "load_encoder", lambda *a, **k: TinyEncoder())
     monkeypatch.setattr(index_module, "get_spec", lambda name: SimpleNamespace(preprocess=None))
@@ -95,6 +98,44 @@ def tiny(monkeypatch):
 
 def index_tiny(ds, out, **kw):
     """`index` of ``ds`` into ``out`` with the TinyEncoder (use with the ``tiny`` fixture)."""
-    from medsearch.commands.index import index
+    from medsearch.ingest.indexing import index
 
     return index(str(ds), out=str(out), models=("tiny",), progress=False, **kw)
+
+
+# ---- synthetic stores for evaluation tests ----
+
+QUICK = dict(C=(1.0,), n_boot=100, n_jobs=2, progress=False)  # the point of most tests is not the grid
+
+
+def _provenance(key, dim):
+    preprocess = {"resize": 64, "crop": 64, "interpolation": "bilinear", "norm": "imagenet",
+                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    return json.dumps({"encoder": f"synthetic-{key}", "weights_source": "random-init", "weights_sha256": None,
+                       "preprocess": preprocess, "dim": dim})
+
+
+def make_store(path, task="multiclass", *, n=150, dim=64, groups_of=0, official=False, spread=1.0, seed=0,
+               models=("m1",)):
+    """Gaussian clusters, one per class (multilabel: labels read off the cluster); written with write_store."""
+    rng = np.random.default_rng(seed)
+    k = {"binary": 2, "multiclass": 3, "multilabel": 3}[task]
+    cluster = np.arange(n) % k
+    centres = rng.normal(0, 1, (k, dim)) * 3
+    labels = cluster if task != "multilabel" else np.column_stack([cluster == 0, cluster == 1, cluster != 1]).astype(np.int8)
+    names = ["a", "b", "c"][: (k if task != "multilabel" else 3)]
+    ids = [f"img{i:04d}" for i in range(n)]
+    groups = None
+    if groups_of:  # consecutive images of one cluster share a patient
+        order = np.argsort(cluster, kind="stable")
+        patient = np.empty(n, dtype=object)
+        patient[order] = [f"p{j // groups_of}" for j in range(n)]
+        groups = list(patient)
+    splits = list(np.where(np.arange(n) % 5 == 0, "test", np.where(np.arange(n) % 5 == 1, "val", "train"))) if official else None
+    data = StoreData(ids, ids, labels, names, task, groups, splits, attrs={"dataset_root": str(path)})
+    for key in models:
+        emb = (centres[cluster] + rng.normal(0, spread, (n, dim))).astype(np.float32)
+        data.models[key] = ModelData(emb, np.full(n, EMBEDDED, np.int8), [""] * n, {"provenance": _provenance(key, dim)})
+    path.mkdir(parents=True, exist_ok=True)
+    write_store(data, path)
+    return path

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medsearch.errors import MedsearchError
-from medsearch.store import EMBEDDED, read_store, store_path
+from medsearch.storage.store import EMBEDDED, read_store, store_path
 
 
 def index_cmd(dataset: Path, out: Path, extra: list[str]) -> list[str]:

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from medsearch.cli import main
-from medsearch.commands.demo import demo_file
-from medsearch.images import array_to_image
+from medsearch.demo import demo_file
+from medsearch.ingest.images import array_to_image
 
 GOLDEN = Path(__file__).parent / "golden" / "demo.json"
 REPO = str(Path(__file__).resolve().parents[1])

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsearch.commands.index import index
-from medsearch.commands.query import query
-from medsearch.index import load_index, search
-from medsearch.store import read_store
+from medsearch.ingest.indexing import index
+from medsearch.search.query import query
+from medsearch.storage.faiss_index import load_index, search
+from medsearch.storage.store import read_store
 
 from .conftest import SHARED_WEIGHTS, needs_shared
 from .crash_harness import symlink_subset

@@ -1,1 +1,0 @@
-"""One module per command; each is a plain function whose keyword arguments are its configuration."""

@@ -1,0 +1,48 @@
+"""Fusion of several encoders of one store: 'lite0+mobilenet-v2' as one more model to evaluate.
+
+Each part's embedding is L2-normalised per row and the parts are concatenated and divided by sqrt(m), so a
+fused vector has unit length (a zero-filled row stays zero) and the inner product of two fused vectors is
+the mean of the parts' cosine similarities: the k-NN vote and retrieval rank by that mean, and the heads see
+every part's features (standardised per feature as usual). Built in memory from the stored
+embeddings; the store itself is not changed. A row is usable only where every part has an embedding.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..errors import MedsearchError
+from ..storage.store import EMBEDDED, SKIPPED, ModelData, StoreData, provenance
+
+SEPARATOR = "+"
+
+
+def is_fused(key: str) -> bool:
+    return SEPARATOR in key
+
+
+def fuse(data: StoreData, key: str) -> ModelData:
+    """The fused model named ``key`` ('a+b[+c...]', each part a model of ``data``)."""
+    parts = [part.strip() for part in key.split(SEPARATOR)]
+    if len(parts) < 2 or any(not part for part in parts) or len(set(parts)) < len(parts):
+        raise MedsearchError(f"fused model {key!r}: join two or more different stored models with '+', "
+                             f"e.g. {'+'.join(list(data.models)[:2]) or 'efficientnet-lite0+mobilenet-v2'}")
+    models = [data.model(part)[1] for part in parts]  # an unknown part -> the store's own message
+    masks, blocks = [], []
+    for model in models:
+        E = model.embedding.astype(np.float64)
+        norms = np.linalg.norm(E, axis=1, keepdims=True)
+        blocks.append(np.divide(E, norms, out=np.zeros_like(E), where=norms > 0))
+        mask = np.zeros(len(data), dtype=bool)
+        mask[model.usable()] = True
+        masks.append(mask)
+    usable = np.logical_and.reduce(masks)
+    embedding = (np.hstack(blocks) / np.sqrt(len(parts))).astype(np.float32)
+    reason = [""] * len(data)
+    for i in np.flatnonzero(~usable):
+        reason[i] = "no embedding from " + ", ".join(p for p, mask in zip(parts, masks) if not mask[i])
+    state = np.where(usable, EMBEDDED, SKIPPED).astype(np.int8)
+    prov = {"fusion": "L2-normalised parts concatenated / sqrt(parts)",
+            "parts": {p: provenance(m) for p, m in zip(parts, models)}}
+    return ModelData(embedding, state, reason, {"provenance": json.dumps(prov)})

@@ -1,0 +1,399 @@
+"""The paper's classification heads on frozen embeddings, their grids, CV fitting and npz saving.
+
+Heads (C grid {0.1, 1, 10, 100} for all, as in the paper):
+- lr: LogisticRegression (lbfgs; multinomial for multiclass), scored by predict_proba.
+- linear-svc: LinearSVC, grid also over loss {hinge, squared_hinge} (dual=True, which hinge needs).
+- svc-linear: SVC(kernel='linear'); svc-rbf: SVC(kernel='rbf'), grid also over gamma {scale, auto}.
+SVMs are scored by decision_function (no Platt scaling); multiclass SVC uses
+decision_function_shape='ovr' so scores are (n, C). Multilabel wraps the classifier in
+OneVsRestClassifier (grid keys gain 'estimator__').
+
+Every head is a Pipeline([('scale', StandardScaler() or 'passthrough'), ('clf', ...)]).
+The paper fed raw embeddings to the heads; we standardise by default (scale=True) because lbfgs and
+liblinear converge far more reliably on standardised 512-2048-d embeddings, and pass scale=False to
+reproduce the raw-embedding setting exactly.
+
+Saved heads (save_head/load_head) are plain arrays + JSON metadata in an .npz, read without pickle. The
+metadata records what the head was trained on: the task, the class names in score order, the store's model
+key, the embedding dimension and the encoder's provenance (ENCODER_FIELDS); ``mismatches`` lists how a
+store's model differs from that, so a head is never applied to other classes or other embeddings.
+Only lr and linear-svc can be saved: svc-rbf is not linear, and multiclass svc-linear is one-vs-one
+inside libsvm, so its coefficients do not give the one-vs-rest scores that head_scores reports.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from medsearch.display import printable
+from medsearch.errors import MedsearchError
+from medsearch.evaluation.metrics import auc_aligned, check_task
+
+C_GRID = (0.1, 1.0, 10.0, 100.0)
+SAVE_FORMAT = "medsearch-linear-head/2"
+OLD_FORMATS = ("medsearch-linear-head/1",)  # did not record the encoder: cannot prove what they fit
+# what makes two models' embeddings the same (as `medsearch index` compares a model it is asked to extend)
+ENCODER_FIELDS = ("encoder", "weights_sha256", "weights_source", "preprocess", "dim")
+SAVABLE_HEADS = ("lr", "linear-svc")
+
+
+def scaled(clf, scale: bool = True) -> Pipeline:
+    """A head's pipeline: standardisation (or passthrough) then ``clf``."""
+    return Pipeline([("scale", StandardScaler() if scale else "passthrough"), ("clf", clf)])
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    name: str
+    description: str
+    build: Callable[[], BaseEstimator]
+    extra_grid: dict = field(default_factory=dict)
+    threshold: float = 0.0  # on head_scores: 0.5 for probabilities, 0 for decision functions
+
+    def make(self, task: str, *, scale: bool = True) -> Pipeline:
+        check_task(task)
+        clf = self.build()
+        if task == "multilabel":
+            clf = OneVsRestClassifier(clf)
+        return scaled(clf, scale)
+
+    def grid(self, task: str) -> dict:
+        check_task(task)
+        prefix = "clf__estimator__" if task == "multilabel" else "clf__"
+        base = {"C": list(C_GRID), **self.extra_grid}
+        return {prefix + key: list(values) for key, values in base.items()}
+
+
+HEADS: dict[str, HeadSpec] = {
+    spec.name: spec
+    for spec in (
+        HeadSpec(
+            "lr",
+            "logistic regression (lbfgs, multinomial for multiclass)",
+            lambda: LogisticRegression(max_iter=5000),
+            threshold=0.5,
+        ),
+        HeadSpec(
+            "linear-svc",
+            "linear SVM (liblinear), hinge or squared hinge loss",
+            lambda: LinearSVC(dual=True, max_iter=5000, random_state=0),
+            {"loss": ["hinge", "squared_hinge"]},
+        ),
+        HeadSpec("svc-linear", "SVM with a linear kernel (libsvm)", lambda: SVC(kernel="linear", decision_function_shape="ovr")),
+        HeadSpec(
+            "svc-rbf",
+            "SVM with an RBF kernel (libsvm)",
+            lambda: SVC(kernel="rbf", decision_function_shape="ovr"),
+            {"gamma": ["scale", "auto"]},
+        ),
+    )
+}
+
+
+def get_head(name: str) -> HeadSpec:
+    if name not in HEADS:
+        raise MedsearchError(f"unknown head {name!r}; choose from {', '.join(HEADS)}")
+    return HEADS[name]
+
+
+def head_scores(estimator, X, task: str) -> np.ndarray:
+    """Scores per the shared conventions: predict_proba where the estimator has it, else decision_function."""
+    check_task(task)
+    if hasattr(estimator, "predict_proba"):
+        scores = estimator.predict_proba(X)
+        return scores[:, 1] if task == "binary" else scores
+    scores = estimator.decision_function(X)
+    return scores.ravel() if task == "binary" else scores
+
+
+def auc_scorer(task: str):
+    """GridSearchCV scorer: macro AUC of head_scores (works for probabilities and SVM decision values)."""
+    check_task(task)
+
+    def score(estimator, X, y) -> float:
+        return auc_aligned(y, head_scores(estimator, X, task), task, getattr(estimator, "classes_", None))
+
+    return score
+
+
+def _short_params(params: dict) -> dict:
+    return {key.rsplit("__", 1)[-1]: value for key, value in params.items()}
+
+
+def _summarise_warnings(caught, name: str, scale: bool) -> None:
+    """Re-emit warnings from a grid search, folding the many per-fit ConvergenceWarnings into one."""
+    not_converged = 0
+    for item in caught:
+        if issubclass(item.category, ConvergenceWarning):
+            not_converged += 1
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    if not_converged:
+        warnings.warn(
+            f"head {name!r}: {not_converged} grid-search fit(s) stopped at the iteration limit before converging "
+            "(usually at large C); their CV scores are kept" + ("" if scale else "; scale=True converges faster"),
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def fit_head(name: str, X, y, task: str, *, folds, grid: dict | None = None, n_jobs: int = 1, scale: bool = True):
+    """Grid-search a head by cross-validated AUC on the given folds and refit it on all of X.
+
+    Returns (best_estimator, best_params with short names such as {'C': 10}, mean CV AUC).
+    """
+    spec = get_head(name)
+    search = GridSearchCV(
+        spec.make(task, scale=scale),
+        spec.grid(task) if grid is None else grid,
+        scoring=auc_scorer(task),
+        cv=list(folds),
+        refit=True,
+        n_jobs=n_jobs,
+        error_score=np.nan,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        search.fit(np.asarray(X), np.asarray(y))
+    _summarise_warnings(caught, name, scale)
+    cv_auc = float(search.best_score_)
+    if not np.isfinite(cv_auc):
+        raise MedsearchError(
+            f"head {name!r}: cross-validated AUC is undefined for every setting; check that every fold holds every class"
+        )
+    return search.best_estimator_, _short_params(search.best_params_), cv_auc
+
+
+# ---- saving without pickle -----------------------------------------------------------------
+
+
+def _linear_parts(estimator, name: str):
+    """(coef (K, d), intercept (K,), mean (d,) or None, scale (d,) or None) of a fitted lr/linear-svc head."""
+    if isinstance(estimator, GridSearchCV):
+        estimator = estimator.best_estimator_
+    if not isinstance(estimator, Pipeline):
+        raise MedsearchError("save_head expects a head built by medsearch.evaluation.heads (a Pipeline); refit it with fit_head")
+    scaler, clf = estimator.steps[0][1], estimator.steps[-1][1]
+    mean = scale = None
+    if isinstance(scaler, StandardScaler):
+        mean, scale = scaler.mean_, scaler.scale_
+    members = clf.estimators_ if isinstance(clf, OneVsRestClassifier) else [clf]
+    expected = LogisticRegression if name == "lr" else LinearSVC
+    if not all(isinstance(m, expected) for m in members):
+        raise MedsearchError(
+            f"head {name!r} does not match the fitted estimator, or a label had a single class in training; "
+            "it cannot be saved"
+        )
+    coef = np.vstack([np.atleast_2d(m.coef_) for m in members]).astype(np.float64)
+    intercept = np.concatenate([np.atleast_1d(m.intercept_) for m in members]).astype(np.float64)
+    return coef, intercept, mean, scale
+
+
+def encoder_fields(provenance: dict) -> dict:
+    """The part of a model's provenance (medsearch.storage.store.provenance) that decides what its embeddings mean."""
+    return {key: provenance.get(key) for key in ENCODER_FIELDS}
+
+
+def save_head(path, estimator, *, name: str, task: str, classes, model_key: str, encoder: dict) -> None:
+    """Write a fitted lr / linear-svc head to ``path`` (.npz of arrays plus JSON metadata).
+
+    ``classes``: the class (label) names in the order of the head's scores, i.e. the store's label_names;
+    ``encoder``: the provenance of the model whose embeddings it was trained on (medsearch.storage.store.provenance).
+    """
+    check_task(task)
+    if name not in SAVABLE_HEADS:
+        raise MedsearchError(
+            f"head {name!r} cannot be saved; only {' and '.join(SAVABLE_HEADS)} heads are linear one-vs-rest models we can store"
+        )
+    coef, intercept, mean, scale = _linear_parts(estimator, name)
+    d = coef.shape[1]
+    if not isinstance(encoder, dict):
+        raise MedsearchError("save_head needs the encoder provenance of the embeddings (a dict, see store.provenance)")
+    meta = {
+        "format": SAVE_FORMAT,
+        "name": name,
+        "task": task,
+        "model_key": model_key,
+        "label_names": np.asarray(classes).tolist(),
+        "embedding_dim": d,
+        "encoder": encoder_fields(encoder),
+    }
+    _validate(meta, coef, intercept)
+    arrays = {
+        "coef": coef,
+        "intercept": intercept,
+        "scaler_mean": np.zeros(d) if mean is None else np.asarray(mean, dtype=np.float64),
+        "scaler_scale": np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64),
+        "metadata": np.array(json.dumps(meta)),
+    }
+    with open(path, "wb") as fh:  # a file object keeps np.savez from appending '.npz'
+        np.savez(fh, **arrays)
+
+
+def _validate(meta: dict, coef: np.ndarray, intercept: np.ndarray) -> None:
+    n_classes = len(meta["label_names"])
+    rows = {"binary": 1, "multiclass": n_classes, "multilabel": n_classes}[meta["task"]]
+    if meta["task"] == "binary" and n_classes != 2:
+        raise MedsearchError(f"a binary head needs 2 classes, got {n_classes}")
+    if coef.ndim != 2 or coef.shape != (rows, meta["embedding_dim"]) or intercept.shape != (rows,):
+        raise MedsearchError(
+            f"head arrays have shapes coef {coef.shape}, intercept {intercept.shape}; "
+            f"expected ({rows}, {meta['embedding_dim']}) and ({rows},)"
+        )
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """A saved lr / linear-svc head evaluated in numpy; scores match head_scores of the sklearn head."""
+
+    name: str
+    task: str
+    model_key: str
+    classes: list
+    coef: np.ndarray
+    intercept: np.ndarray
+    scaler_mean: np.ndarray
+    scaler_scale: np.ndarray
+    encoder: dict = field(default_factory=dict)  # ENCODER_FIELDS of the embeddings it was trained on
+
+    @property
+    def label_names(self) -> list[str]:
+        return [str(c) for c in self.classes]
+
+    @property
+    def dim(self) -> int:
+        return self.coef.shape[1]
+
+    def mismatches(self, *, task: str, label_names, model_key: str, dim: int, provenance: dict) -> list[str]:
+        """How a store's model differs from what this head was trained on, one phrase each (empty: it fits).
+
+        Classes are compared by name and in order (the head's scores are in its own class order)."""
+        out = []
+        if model_key != self.model_key:
+            out.append(f"it was trained on '{self.model_key}' embeddings, not '{model_key}'")
+        if task != self.task:
+            out.append(f"it was trained for a {self.task} task, this store's is {task}")
+        names = [str(n) for n in label_names]
+        if names != self.label_names:
+            out.append(f"it was trained on {_names(self.label_names)}; this store has {_names(names)}"
+                       + _first_difference(self.label_names, names))
+        if int(dim) != self.dim:
+            out.append(f"it takes {self.dim}-dimensional embeddings, this model's are {int(dim)}-dimensional")
+        have = encoder_fields(provenance)
+        for key in ENCODER_FIELDS:
+            if key != "dim" and have[key] != self.encoder.get(key):
+                out.append(f"its embeddings were made with another {key.replace('_', ' ')} "
+                           f"({_short(self.encoder.get(key))} vs this store's {_short(have[key])})")
+        return out
+
+    @property
+    def threshold(self) -> float:
+        return HEADS[self.name].threshold
+
+    def decision_function(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.coef.shape[1]:
+            raise MedsearchError(
+                f"head expects vectors of {self.coef.shape[1]} dimensions, got shape {X.shape}; "
+                f"use embeddings from model {self.model_key!r}"
+            )
+        return ((X - self.scaler_mean) / self.scaler_scale) @ self.coef.T + self.intercept
+
+    def scores(self, X) -> np.ndarray:
+        decision = self.decision_function(X)
+        if self.name == "linear-svc":
+            return decision[:, 0] if self.task == "binary" else decision
+        if self.task == "multiclass":
+            return softmax(decision, axis=1)
+        return expit(decision[:, 0]) if self.task == "binary" else expit(decision)
+
+    def predict_proba(self, X) -> np.ndarray:
+        if self.name != "lr":
+            raise MedsearchError(f"head {self.name!r} gives decision scores, not probabilities; use scores()")
+        scores = self.scores(X)
+        return np.column_stack([1.0 - scores, scores]) if self.task == "binary" else scores
+
+    def predict(self, X) -> np.ndarray:
+        scores = self.scores(X)
+        if self.task == "multiclass":
+            return np.asarray(self.classes)[scores.argmax(axis=1)]
+        if self.task == "binary":
+            return np.asarray(self.classes)[(scores >= self.threshold).astype(int)]
+        return (scores >= self.threshold).astype(int)
+
+
+def load_head(path) -> LinearHead:
+    """Read a head written by save_head; any malformed file raises MedsearchError."""
+    shown = printable(str(path))
+    bad = f"{shown} is not a valid medsearch head file"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in ("coef", "intercept", "scaler_mean", "scaler_scale", "metadata")}
+        meta = json.loads(str(arrays["metadata"]))
+    except FileNotFoundError:
+        raise MedsearchError(f"head file {shown} does not exist; check the path") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise MedsearchError(f"{bad} ({exc}); re-save it") from None
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt in OLD_FORMATS:
+        raise MedsearchError(f"head file {shown} has the old format {fmt}, which does not record the encoder its "
+                             "embeddings came from, so it cannot be checked against a store: re-save it with "
+                             "`medsearch eval --index DIR --save-head lr` (or linear-svc)")
+    if fmt != SAVE_FORMAT:
+        raise MedsearchError(f"{bad} (unknown format); re-save it with this version of medsearch")
+    try:
+        name, task, classes = meta["name"], meta["task"], meta["label_names"]
+        n_features, model_key, encoder = int(meta["embedding_dim"]), str(meta["model_key"]), meta["encoder"]
+    except (KeyError, TypeError, ValueError):
+        raise MedsearchError(f"{bad} (incomplete metadata); re-save it") from None
+    if (name not in SAVABLE_HEADS or task not in ("binary", "multiclass", "multilabel") or not isinstance(classes, list)
+            or not isinstance(encoder, dict) or set(encoder) != set(ENCODER_FIELDS)):
+        raise MedsearchError(f"{bad} (head {name!r}, task {task!r}, metadata fields); re-save it")
+    coef, intercept = arrays["coef"], arrays["intercept"]
+    mean, scale = arrays["scaler_mean"], arrays["scaler_scale"]
+    numeric = all(a.dtype.kind == "f" for a in (coef, intercept, mean, scale))
+    if not numeric or mean.shape != (n_features,) or scale.shape != (n_features,):
+        raise MedsearchError(f"{bad} (array types or scaler shapes are wrong); re-save it")
+    try:
+        _validate(meta, coef, intercept)
+    except MedsearchError as exc:
+        raise MedsearchError(f"{bad}: {exc}") from None
+    if not all(np.isfinite(a).all() for a in (coef, intercept, mean, scale)) or (scale <= 0).any():
+        raise MedsearchError(f"{bad} (non-finite values or non-positive scales); re-save it")
+    return LinearHead(name, task, model_key, classes, coef, intercept, mean, scale, encoder)
+
+
+def _names(names, shown: int = 10) -> str:
+    """'classes a, b, c' on one line; a long list is cut after ``shown`` names."""
+    text = ", ".join(printable(str(n)) for n in names[:shown]) or "(none)"
+    return f"classes {text}" if len(names) <= shown else f"{len(names)} classes {text}, ..."
+
+
+def _first_difference(a: list[str], b: list[str], shown: int = 10) -> str:
+    """Where two long class lists part, when the cut lists of _names would not show it."""
+    if len(a) <= shown and len(b) <= shown:
+        return ""
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    if i >= min(len(a), len(b)):
+        return f" (the same first {i} names)"
+    return f" (first difference at class {i + 1}: {printable(a[i])} vs {printable(b[i])})"
+
+
+def _short(value) -> str:
+    text = printable(json.dumps(value, sort_keys=True))
+    return text if len(text) <= 80 else text[:77] + "..."

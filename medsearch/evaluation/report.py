@@ -1,0 +1,234 @@
+"""Render `medsearch eval` results: the terminal table, and the report folder (JSON, CSV, Markdown, ROC plots).
+
+Rows are model x method; head and k-NN rows fill the classification columns, the retrieval row fills
+P@k / mAP@k; '-' marks a figure that does not apply. Every file is written atomically.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..storage.atomic import atomic_write_json, atomic_write_text, atomic_write_with
+from ..display import printable
+from ..storage.store import model_key
+
+COLUMNS = ("model", "method", "AUC [95% CI]", "accuracy", "precision", "recall", "F1", "P@10", "mAP@10", "fit s")
+CSV_FIELDS = ("model", "method", "auc", "auc_lo", "auc_hi", "accuracy", "precision", "recall", "f1",
+              "precision@k", "map@k", "acc@k", "k", "fit_seconds", "params", "delta_vs_best", "delta_p")
+
+
+def _num(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _top_k(results: dict) -> int:
+    ks = results["config"]["ks"]
+    return 10 if 10 in ks else max(ks)
+
+
+def table_rows(results: dict) -> list[list[str]]:
+    """One row of display strings per model x method, in COLUMNS order."""
+    k = _top_k(results)
+    rows = []
+    for key, model in results["models"].items():
+        for m in model["methods"].values():
+            if m["kind"] == "retrieval":
+                r = m["metrics"]
+                rows.append([key, m["label"], "-", "-", "-", "-", "-", _num(r.get(f"precision@{k}")),
+                             _num(r.get(f"map@{k}")), _num(m["fit_seconds"], 1)])
+                continue
+            lo, hi = m["auc_ci"]
+            ci = f"{_num(m['auc'])} [{_num(lo)}, {_num(hi)}]"
+            rows.append([key, m["label"], ci, _num(m["accuracy"]), _num(m["precision"]), _num(m["recall"]),
+                         _num(m["f1"]), "-", "-", _num(m["fit_seconds"], 1)])
+    return rows
+
+
+def _columns(k: int) -> list[str]:
+    return [c.replace("@10", f"@{k}") for c in COLUMNS]
+
+
+def _aligned(header, rows) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = lambda cells: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w)  # noqa: E731
+                                  for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
+
+
+def _params_text(params) -> str:
+    if isinstance(params, list):  # one setting per cross-validation round
+        return "; ".join(_params_text(p) for p in params)
+    return ", ".join(f"{k}={v}" for k, v in (params or {}).items()) or "-"
+
+
+def format_results(results: dict) -> str:
+    """The terminal report: main table, retrieval detail, deltas, parameters, split, reference."""
+    k = _top_k(results)
+    split = results["split"]
+    out = [f"medsearch eval: {printable(results['index_dir'])} ({results['store']['task']}, "
+           f"{len(results['store']['label_names'])} labels)", "",
+           _aligned(_columns(k), table_rows(results)), ""]
+    for key, model in results["models"].items():
+        retrieval = model["methods"].get("retrieval")
+        if retrieval:
+            r = retrieval["metrics"]
+            ks = results["config"]["ks"]
+            out.append(f"{key} retrieval (test images query the training images): " + "; ".join(
+                f"@{q}: P {_num(r.get(f'precision@{q}'))}, mAP {_num(r.get(f'map@{q}'))}, acc {_num(r.get(f'acc@{q}'))}"
+                for q in sorted(ks)))
+        if model["best"]:
+            best_label = model["methods"][model["best"]]["label"]
+            out.append(f"{key} paired bootstrap AUC deltas against the best method ({best_label}):")
+            for m, d in model["deltas"].items():
+                out.append(f"  {model['methods'][m]['label']:<11} {_signed(d['delta'])} "
+                           f"[{_signed(d['lo'])}, {_signed(d['hi'])}]  p={_num(d['p_value'])}")
+        out.append(f"{key} chosen settings:")
+        for m in model["methods"].values():
+            if m["kind"] != "retrieval":
+                cv = m["cv_auc"]
+                cv_text = _num(cv) if not isinstance(cv, list) else ", ".join(_num(c) for c in cv)
+                extra = f"; {m['not_converged']} fit(s) stopped at the iteration limit" if m.get("not_converged") else ""
+                out.append(f"  {m['label']:<11} {_params_text(m['params'])} (CV AUC {cv_text}{extra})")
+        if model.get("saved_head"):
+            out.append(f"{key} saved head: {printable(model['saved_head'])}")
+        out.append("")
+    rounds = split["rounds"]
+    both = [r["groups_in_both"] for r in rounds if r["groups_in_both"] is not None]
+    out.append(f"split: {split['description']}; {split['n_train']} train / {split['n_test']} test rows"
+               + (f"; patients on both sides: {max(both)}" if both else ""))
+    for note in results["notes"]:
+        out.append(f"note: {note}")
+    for warning in results["warnings"]:
+        out.append(f"warning: {warning}")
+    ref = results.get("reference")
+    if ref:
+        out.append("")
+        out.append(f"reference figures for {ref['name']}" + (f" ({ref['anchor_note']})" if ref.get("anchor_note") else "") + ":")
+        for row in ref["rows"]:
+            figure = "not recorded" if row["auc"] is None else f"AUC {row['auc']:.4f}"
+            what = " ".join(x for x in (row["kind"], row.get("model") or "", row.get("head") or "") if x)
+            out.append(f"  {what:<40} {figure:<14} {row['table']}, {row['source'].split(',')[0]}")
+    out.append(f"report: {results.get('report_dir', '-')}")
+    return "\n".join(out) + "\n"
+
+
+def _signed(value) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+# ---- files -------------------------------------------------------------------------------------
+
+
+def csv_text(results: dict) -> str:
+    k = _top_k(results)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for key, model in results["models"].items():
+        for name, m in model["methods"].items():
+            row = dict.fromkeys(CSV_FIELDS, "")
+            row.update(model=key, method=m["label"], fit_seconds=m["fit_seconds"])
+            if m["kind"] == "retrieval":
+                r = m["metrics"]
+                row.update({"precision@k": r.get(f"precision@{k}"), "map@k": r.get(f"map@{k}"),
+                            "acc@k": r.get(f"acc@{k}"), "k": k})
+            else:
+                delta = model["deltas"].get(name, {})
+                row.update(auc=m["auc"], auc_lo=m["auc_ci"][0], auc_hi=m["auc_ci"][1], accuracy=m["accuracy"],
+                           precision=m["precision"], recall=m["recall"], f1=m["f1"], params=_params_text(m["params"]),
+                           delta_vs_best=delta.get("delta", ""), delta_p=delta.get("p_value", ""))
+            writer.writerow({k2: ("" if v is None else v) for k2, v in row.items()})
+    return buf.getvalue()
+
+
+def markdown_text(results: dict) -> str:
+    k = _top_k(results)
+    header = _columns(k)
+    lines = [f"# medsearch eval: {printable(results['index_dir'])}", "",
+             f"Split: {results['split']['description']}; {results['split']['n_train']} train / "
+             f"{results['split']['n_test']} test rows.", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(results)]
+    lines += [""] + [f"- {note}" for note in results["notes"]] + [f"- **warning**: {w}" for w in results["warnings"]]
+    ref = results.get("reference")
+    if ref:
+        lines += ["", f"Reference figures ({ref['name']}):", "", "| kind | model | head | AUC | source |", "|---|---|---|---|---|"]
+        for row in ref["rows"]:
+            figure = "not recorded" if row["auc"] is None else f"{row['auc']:.4f}"
+            lines.append(f"| {row['kind']} | {row.get('model') or '-'} | {row.get('head') or '-'} | {figure} | "
+                         f"{row['table']}, {row['source'].split(',')[0]} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_roc(curve: dict, title: str):
+    """A matplotlib figure: one ROC curve per method (binary; macro over labels for multilabel);
+    multiclass adds the best method's per-class curves beside the methods' micro-average curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from sklearn.metrics import roc_curve
+
+    y, task, names = np.asarray(curve["y"]), curve["task"], curve["label_names"]
+    panels = 2 if task == "multiclass" and curve.get("best") else 1
+    fig = Figure(figsize=(6 * panels, 5.5))
+    axes = [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
+    for label, scores in curve["scores"].items():
+        fpr, tpr = _roc_points(y, np.asarray(scores), task, roc_curve)
+        axes[0].plot(fpr, tpr, label=label)
+    kind = {"binary": "", "multiclass": " (micro-average over classes)", "multilabel": " (macro-average over labels)"}[task]
+    axes[0].set_title(f"{title}{kind}", fontsize=10)
+    if panels == 2:
+        best = np.asarray(curve["scores"][curve["best"]])
+        for c, name in enumerate(names):
+            if 0 < (y == c).sum() < y.size:
+                fpr, tpr, _ = roc_curve(y == c, best[:, c])
+                axes[1].plot(fpr, tpr, label=name)
+        axes[1].set_title(f"{title}: {curve['best']} per class", fontsize=10)
+    for ax in axes:
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _roc_points(y, scores, task, roc_curve):
+    if task == "binary":
+        fpr, tpr, _ = roc_curve(y, scores)
+        return fpr, tpr
+    truth = (y[:, None] == np.arange(scores.shape[1])) if task == "multiclass" else y.astype(bool)
+    if task == "multiclass":  # micro-average: every (row, class) pair is one decision
+        fpr, tpr, _ = roc_curve(truth.ravel(), scores.ravel())
+        return fpr, tpr
+    grid = np.linspace(0, 1, 201)  # macro-average: mean of per-label TPR interpolated on a common FPR grid
+    curves = []
+    for j in range(truth.shape[1]):
+        if 0 < truth[:, j].sum() < truth.shape[0]:
+            fpr, tpr, _ = roc_curve(truth[:, j], scores[:, j])
+            curves.append(np.interp(grid, fpr, tpr))
+    return grid, (np.mean(curves, axis=0) if curves else grid)
+
+
+def write_report(results: dict, curves: dict, folder) -> dict[str, str]:
+    """Write results.json, results.csv, results.md and roc-<model>.png into ``folder``; returns their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "results.json", "csv": folder / "results.csv", "markdown": folder / "results.md"}
+    atomic_write_json(paths["json"], results)
+    atomic_write_text(paths["csv"], csv_text(results))
+    atomic_write_text(paths["markdown"], markdown_text(results))
+    for key, curve in curves.items():
+        if not curve["scores"]:
+            continue
+        label = {m: results["models"][key]["methods"][m]["label"] for m in curve["scores"]}
+        fig = plot_roc({**curve, "scores": {label[m]: s for m, s in curve["scores"].items()},
+                        "best": label.get(curve.get("best"))}, key)
+        path = folder / f"roc-{model_key(key)}.png"
+        atomic_write_with(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100))
+        paths[f"roc:{key}"] = path
+    return {k: str(v) for k, v in paths.items()}

@@ -1,0 +1,82 @@
+"""Decode any image file medsearch meets into an RGB PIL image, or raise ImageError with the reason.
+
+Handles 8/16-bit and float PNG/TIFF, palette, RGBA/LA, CMYK, animated images (first frame) and
+decompression bombs. JPEGs are decoded at reduced size with PIL's draft mode when the encoder
+only needs a smaller image: that is most of the decoding speed-up.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import ImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+# 8k x 8k is larger than any photo or scan we expect; larger files are treated as decompression bombs.
+MAX_PIXELS = 8192 * 8192
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB. High bit-depth images are min-max scaled per image."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.round().astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def array_to_image(arr: np.ndarray) -> Image.Image:
+    """An in-memory image (H, W), (H, W, 1|3|4) of any numeric dtype -> RGB PIL."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ImageError(f"array of shape {arr.shape} is not an image")
+    if arr.dtype != np.uint8:
+        arr = arr.astype(np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = ((arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)).round().astype(np.uint8)
+    return to_rgb(Image.fromarray(arr))
+
+
+def load_image(path: str | os.PathLike, *, draft_size: int | None = None) -> Image.Image:
+    """Open ``path`` and return a fully decoded RGB image.
+
+    ``draft_size``: the smallest side the caller needs; JPEGs are then decoded at the smallest
+    DCT scale that still gives at least that many pixels on each side.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageError(f"image too large ({img.width}x{img.height} pixels; limit {MAX_PIXELS})")
+                if getattr(img, "n_frames", 1) > 1:
+                    img.seek(0)
+                if draft_size and img.format == "JPEG":
+                    img.draft("RGB", (draft_size, draft_size))
+                img.load()
+                return to_rgb(img)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError("not a readable image (unknown or corrupt format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("image too large (decompression bomb protection)") from None
+    except OSError as exc:
+        # truncated files, symlink loops, I/O errors
+        raise ImageError(f"cannot decode: {exc.strerror or exc}".replace("\n", " ")) from None
+    except (ValueError, SyntaxError, EOFError, TypeError) as exc:
+        raise ImageError(f"cannot decode: {exc}".replace("\n", " ")) from None

@@ -1,0 +1,209 @@
+"""`medsearch query IMAGE...`: the k most similar stored cases of each image, their labels, and their vote."""
+from __future__ import annotations
+
+import numbers
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import knn
+from ..display import printable
+from ..ingest.encoders import Preprocess, load_encoder
+from ..errors import ImageError, MedsearchError
+from ..ingest.images import load_image
+from ..storage.faiss_index import load_index, search
+from ..ingest.fingerprints import sha256_of_file
+from ..storage.store import ModelData, StoreData, provenance, read_store
+
+
+def query(images: list[str], *, index_dir: str, model: str | None = None, k: int = 10,
+          exclude_self: bool = True, exclude_ids: tuple[str, ...] = (), weighting: str = "similarity",
+          head: str | None = None, device: str = "cpu") -> list[dict]:
+    """Search the store in ``index_dir`` with each image; returns one result dict per image.
+    A query that is a stored file is left out of its own neighbours (``exclude_self``); ``exclude_ids``
+    leaves out named rows, e.g. an image taken from an .npz store."""
+    if not images:
+        raise MedsearchError("give at least one query image")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise MedsearchError(f"-k must be a whole number of at least 1, got {k!r}")
+    if weighting not in knn.WEIGHTS:
+        raise MedsearchError(f"unknown --weighting {weighting!r}; use one of {', '.join(knn.WEIGHTS)}")
+    data = read_store(index_dir)
+    key, m = data.model(model)
+    linear_head = _load_head(head, index_dir, data, key, m) if head else None
+    _check_index_current(key, m)
+    encoder = encoder_for(m, device=device)
+    faiss_index = load_index(Path(index_dir) / m.attrs.get("index_file", f"{key}.faiss"), dim=m.dim,
+                             ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
+    batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
+    queries = encoder.encode(batch)
+    own_rows = _own_rows(data, images) if exclude_self else [set() for _ in images]
+    excluded = _rows_of_ids(data, exclude_ids)
+    sims, rows = search(faiss_index, queries, k + max(map(len, own_rows)) + len(excluded))
+    results = []
+    for qi, path in enumerate(images):
+        keep = [(s, r) for s, r in zip(sims[qi], rows[qi])
+                if r >= 0 and r not in own_rows[qi] and r not in excluded][:k]
+        neighbours = [_neighbour(data, rank, int(r), float(s)) for rank, (s, r) in enumerate(keep, 1)]
+        result = {"query": path, "model": key, "excluded_self": bool(own_rows[qi]),
+                  "self_ids": [data.ids[r] for r in sorted(own_rows[qi])],
+                  "excluded_ids": list(exclude_ids),
+                  "neighbours": neighbours,
+                  "vote": vote_shares(data, [r for _, r in keep], [s for s, _ in keep], weighting)}
+        if linear_head is not None:
+            result["head"] = _head_output(linear_head, queries[qi:qi + 1], data)
+        results.append(result)
+    return results
+
+
+def _check_index_current(key: str, m: ModelData) -> None:
+    """The FAISS index must hold exactly the rows the store can return; an interrupted `index` run can leave
+    embeddings (or changed files) that the index does not have yet."""
+    usable = int(m.usable().size)
+    ntotal = m.attrs.get("index_ntotal")
+    if ntotal is None or int(ntotal) != usable:
+        raise MedsearchError(f"the FAISS index of '{key}' is out of date ({'none' if ntotal is None else ntotal} vectors "
+                             f"for {usable} embedded rows): run `medsearch index` on the dataset again to finish it")
+
+
+def encoder_for(m: ModelData, *, device: str = "cpu"):
+    """Rebuild the encoder a model's embeddings were made with, from its recorded provenance."""
+    prov = provenance(m)
+    source = prov.get("weights_source", "")
+    weights = source[len("file:"):] if source.startswith("file:") else None
+    encoder = load_encoder(prov["encoder"], weights=weights, random_init=source == "random-init", device=device,
+                           preprocess=Preprocess.from_dict(prov["preprocess"]))
+    if prov.get("weights_sha256") and encoder.weights_sha256 != prov["weights_sha256"]:
+        raise MedsearchError(f"the weights of '{prov['encoder']}' differ from those the store was built with "
+                             f"({printable(weights or source)}): restore the original weights file or re-index")
+    return encoder
+
+
+def _rows_of_ids(data: StoreData, ids) -> set[int]:
+    row_of = {rid: r for r, rid in enumerate(data.ids)}
+    unknown = [i for i in ids if i not in row_of]
+    if unknown:
+        raise MedsearchError(f"--exclude-id '{printable(unknown[0])}' is not a row id of this store: "
+                             "see the ids `medsearch query --json` prints")
+    return {row_of[i] for i in ids}
+
+
+def _read_query(path: str, draft_size: int):
+    try:
+        return load_image(path, draft_size=draft_size)
+    except ImageError as exc:
+        raise MedsearchError(f"cannot read query image '{printable(path)}': {exc}; give a JPEG or PNG file") from None
+
+
+def _own_rows(data: StoreData, images: list[str]) -> list[set[int]]:
+    """Store rows that are each query image itself: the stored file at the same real path, and every stored
+    file with the same bytes (sha256), so that a copy of a stored image, or a stored duplicate of it, does not
+    come back as its own nearest neighbour and vote for its own label."""
+    root = data.attrs.get("dataset_root", "")
+    own: list[set[int]] = [set() for _ in images]
+    if root and not root.endswith(".npz"):
+        by_path = {os.path.realpath(os.path.join(root, s)): r for r, s in enumerate(data.sources)}
+        for q, p in enumerate(images):
+            if (r := by_path.get(os.path.realpath(p))) is not None:
+                own[q].add(r)
+    if data.sha256 is not None:
+        wanted: dict[str, list[int]] = {}
+        for q, p in enumerate(images):
+            wanted.setdefault(sha256_of_file(p), []).append(q)
+        wanted.pop("", None)
+        for r, sha in enumerate(data.sha256):
+            for q in wanted.get(sha, ()):
+                own[q].add(r)
+    return own
+
+
+def _neighbour(data: StoreData, rank: int, row: int, sim: float) -> dict:
+    out = {"rank": rank, "row": row, "id": data.ids[row], "labels": data.labels_of(row),
+           "similarity": round(sim, 4), "source": data.sources[row]}
+    if data.groups is not None:
+        out["group"] = data.groups[row]
+    return out
+
+
+def vote_shares(data: StoreData, rows: list[int], sims: list[float], weighting: str) -> dict[str, float]:
+    """Share of the neighbours' (similarity-weighted) vote per label; for multilabel, per-label shares."""
+    if not rows:
+        return {}
+    y = data.labels[rows]
+    shares = knn.vote_shares(np.asarray([sims]), np.arange(len(rows))[None], y, weighting, len(data.label_names))[0]
+    return _named(data, shares)
+
+
+def _named(data: StoreData, values) -> dict[str, float]:
+    return {name: round(float(v), 4) for name, v in zip(data.label_names, values)}
+
+
+def _load_head(path: str, index_dir, data: StoreData, key: str, m: ModelData):
+    """The saved head at ``path``, refused unless it was trained on this store's classes (by name, in order),
+    task, model key, embedding dimension and encoder."""
+    from ..evaluation.heads import load_head  # only needed when a head is asked for
+
+    head = load_head(path)
+    differences = head.mismatches(task=data.task, label_names=data.label_names, model_key=key, dim=m.dim,
+                                  provenance=provenance(m))
+    if not differences:
+        return head
+    shown = printable(str(path))
+    if head.model_key != key and head.model_key in data.models:
+        other = data.models[head.model_key]
+        if not head.mismatches(task=data.task, label_names=data.label_names, model_key=head.model_key, dim=other.dim,
+                               provenance=provenance(other)):
+            raise MedsearchError(f"head '{shown}' was trained on '{head.model_key}' embeddings, not '{key}': "
+                                 f"pass --model {head.model_key} to match it")
+    model_flag = f" --model {key}" if len(data.models) > 1 else ""
+    raise MedsearchError(f"head '{shown}' does not fit model '{key}' of this store: {'; '.join(differences)}: "
+                         f"use a head saved from this store (`medsearch eval --index {printable(str(index_dir))}"
+                         f"{model_flag} --save-head {head.name}`)")
+
+
+def _head_output(head, vector: np.ndarray, data: StoreData) -> dict:
+    """Class probabilities of an lr head; decision scores (> 0: that class) of a linear-svc head.
+    Named by the head's own class names (checked equal to the store's by _load_head)."""
+    names = head.label_names
+    if head.name == "lr":
+        probabilities = head.predict_proba(vector)[0]
+        return {"name": head.name, "probabilities": {n: round(float(v), 4) for n, v in zip(names, probabilities)}}
+    scores = np.atleast_1d(head.scores(vector)[0])
+    names = names[1:] if head.task == "binary" else names  # binary: the positive class
+    return {"name": head.name, "decision_scores": {n: round(float(v), 4) for n, v in zip(names, scores)}}
+
+
+def _self_note(self_ids: list[str]) -> str:
+    if not self_ids:
+        return ""
+    if len(self_ids) == 1:
+        return ", itself excluded"
+    return f", itself excluded: {len(self_ids)} stored files with its bytes ({', '.join(printable(i) for i in self_ids[:3])})"
+
+
+def format_results(results: list[dict]) -> str:
+    """Plain-text rendering of query results for the terminal: one line per item, every path, id and label
+    name escaped by display.printable (the JSON output keeps them exact)."""
+    lines = []
+    for res in results:
+        excluded = ", ".join(printable(i) for i in res["excluded_ids"])
+        lines.append(f"query: {printable(res['query'])}  (model {printable(res['model'])}"
+                     f"{_self_note(res.get('self_ids', []))}"
+                     f"{', excluding ' + excluded if res['excluded_ids'] else ''})")
+        lines.append(f"  {'rank':>4}  {'similarity':>10}  {'label(s)':<24}  id / path")
+        for n in res["neighbours"]:
+            labels = ", ".join(printable(name) for name in n["labels"]) or "-"
+            lines.append(f"  {n['rank']:>4}  {n['similarity']:>10.4f}  {labels:<24.24}  {printable(n['source'])}")
+        top = sorted(res["vote"].items(), key=lambda kv: -kv[1])
+        lines.append("  k-NN vote: " + ", ".join(f"{printable(name)} {share:.0%}" for name, share in top if share > 0))
+        if "head" in res and "probabilities" in res["head"]:
+            probs = sorted(res["head"]["probabilities"].items(), key=lambda kv: -kv[1])
+            lines.append(f"  {res['head']['name']} probabilities: "
+                         + ", ".join(f"{printable(n)} {p:.0%}" for n, p in probs[:5]))
+        elif "head" in res:
+            scores = sorted(res["head"]["decision_scores"].items(), key=lambda kv: -kv[1])
+            lines.append(f"  {res['head']['name']} decision scores (> 0: predicted): "
+                         + ", ".join(f"{printable(n)} {v:+.2f}" for n, v in scores[:5]))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,48 @@
+"""`medsearch info DIR`: what a store holds — rows, labels, task, models and their provenance."""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+from .store import EMBEDDED, PENDING, SKIPPED, STATE_NAMES, ZERO_FILLED, provenance, read_store
+
+
+def info(index_dir: str) -> dict:
+    data = read_store(index_dir)
+    if data.task == "multilabel":
+        counts = dict(zip(data.label_names, (int(c) for c in data.labels.sum(0))))
+    else:
+        counts = {data.label_names[c]: int(n) for c, n in sorted(collections.Counter(data.labels.tolist()).items())}
+    out = {
+        "store": index_dir, "rows": len(data), "task": data.task, "labels": counts,
+        "groups": len(set(data.groups)) if data.groups is not None else None,
+        "splits": dict(collections.Counter(data.splits)) if data.splits is not None else None,
+        "dataset_root": data.attrs.get("dataset_root"), "created": data.attrs.get("created"),
+        "updated": data.attrs.get("updated"), "models": {},
+    }
+    for key, m in data.models.items():
+        states = {STATE_NAMES[s]: int(np.sum(m.state == s)) for s in (EMBEDDED, ZERO_FILLED, SKIPPED, PENDING)}
+        out["models"][key] = {"dim": m.dim, **states,
+                              "index": {k[len("index_"):]: v for k, v in m.attrs.items() if k.startswith("index_")},
+                              "provenance": provenance(m)}
+    return out
+
+
+def format_info(d: dict) -> str:
+    lines = [f"store: {d['store']}", f"rows: {d['rows']}  task: {d['task']}  dataset: {d['dataset_root']}",
+             "labels: " + ", ".join(f"{k} ({v})" for k, v in d["labels"].items())]
+    if d["groups"] is not None:
+        lines.append(f"groups: {d['groups']} distinct (patients/lesions)")
+    if d["splits"]:
+        lines.append("official split: " + ", ".join(f"{k} {v}" for k, v in d["splits"].items()))
+    for key, m in d["models"].items():
+        p = m["provenance"]
+        lines.append(f"model {key}: dim {m['dim']}, embedded {m['embedded']}, zero-filled {m['zero-filled']}, "
+                     f"skipped {m['skipped']}, pending {m['pending']}")
+        lines.append(f"  encoder {p.get('encoder')} ({p.get('family')} {p.get('arch')}), weights {p.get('weights_source')}"
+                     f"{' sha256 ' + p['weights_sha256'][:12] if p.get('weights_sha256') else ''}")
+        lines.append(f"  preprocess {p.get('preprocess')}")
+        if m["index"]:
+            lines.append(f"  index {m['index'].get('file')} ({m['index'].get('type')}, {m['index'].get('ntotal')} vectors)")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,172 @@
+import json
+import multiprocessing as mp
+
+import h5py
+import numpy as np
+import pytest
+
+from medsearch.errors import MedsearchError
+from medsearch.storage.store import (EMBEDDED, PENDING, SKIPPED, Journal, ModelData, StoreData, WriterLock, provenance,
+                             read_store, store_path, write_store)
+
+
+PREPROCESS = {"resize": 64, "crop": 64, "interpolation": "bilinear", "norm": "mean-std",
+              "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+
+
+def _store(n=5, dim=4, task="multiclass"):
+    labels = np.arange(n) % 3 if task != "multilabel" else (np.arange(n * 2).reshape(n, 2) % 2)
+    data = StoreData([f"id{i}" for i in range(n)], [f"img/{i}.png" for i in range(n)], labels,
+                     ["a", "b", "c"] if task != "multilabel" else ["x", "y"], task,
+                     groups=[f"p{i // 2}" for i in range(n)], attrs={"dataset_root": "/data"})
+    data.models["m"] = ModelData(np.zeros((n, dim), np.float32), np.full(n, PENDING, np.int8), [""] * n,
+                                 {"provenance": json.dumps({"encoder": "m", "preprocess": PREPROCESS, "dim": dim})})
+    return data
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel"])
+def test_round_trip(tmp_path, task):
+    data = _store(task=task)
+    data.sources[1] = "img/caf\udce9.png"  # a non-UTF-8 file name, as os.listdir returns it
+    data.models["m"].embedding[2] = [1, 2, 3, 4]
+    data.models["m"].state[2] = EMBEDDED
+    write_store(data, tmp_path)
+    back = read_store(tmp_path)
+    assert back.ids == data.ids and back.sources == data.sources and back.groups == data.groups
+    assert (back.labels == data.labels).all() and back.task == task
+    assert (back.models["m"].embedding == data.models["m"].embedding).all()
+    assert back.models["m"].usable().tolist() == [2]
+    # readable with h5py alone, as documented
+    with h5py.File(store_path(tmp_path)) as f:
+        assert f.attrs["format"] == "medsearch-store" and f["models/m/embedding"].shape == (5, 4)
+
+
+def test_foreign_and_damaged_files_are_refused(tmp_path):
+    with pytest.raises(MedsearchError, match="no medsearch store"):
+        read_store(tmp_path)
+    store_path(tmp_path).write_bytes(b"not hdf5 at all")
+    with pytest.raises(MedsearchError, match="not a readable medsearch store"):
+        read_store(tmp_path)
+    with h5py.File(store_path(tmp_path), "w") as f:
+        f["x"] = 1
+    with pytest.raises(MedsearchError, match="not a medsearch store"):
+        read_store(tmp_path)
+    write_store(_store(), tmp_path)
+    with h5py.File(store_path(tmp_path), "a") as f:
+        del f["models/m/embedding"]
+        f["models/m/embedding"] = np.zeros((3, 4), np.float32)
+    with pytest.raises(MedsearchError, match="damaged"):
+        read_store(tmp_path)
+
+
+def test_content_fingerprints_round_trip_and_are_optional(tmp_path):
+    data = _store()
+    assert data.sha256 is None and data.file_stat is None
+    write_store(data, tmp_path)
+    back = read_store(tmp_path)
+    assert back.sha256 is None and back.file_stat is None  # a store written before they were recorded
+    with h5py.File(store_path(tmp_path)) as f:
+        assert "sha256" not in f["rows"] and "file_stat" not in f["rows"]
+    data.sha256 = ["ab" * 32, "", "0" * 64, "f" * 64, ""]
+    data.file_stat = np.array([[10, 1_700_000_000_123_456_789], [-1, -1], [0, 5], [7, 8], [-1, -1]], np.int64)
+    write_store(data, tmp_path)
+    back = read_store(tmp_path)
+    assert back.sha256 == data.sha256
+    assert back.file_stat.dtype == np.int64 and (back.file_stat == data.file_stat).all()
+    assert provenance(back.models["m"])["encoder"] == "m"
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda d: setattr(d, "sha256", ["0" * 64] * 4), "rows/sha256 holds 4 entries for 5 rows"),
+    (lambda d: setattr(d, "sha256", ["0" * 63 + "G"] + [""] * 4), "rows/sha256 holds '0+G' at row 0"),
+    (lambda d: setattr(d, "file_stat", np.zeros((5, 3), np.int64)), "rows/file_stat has shape"),
+    (lambda d: d.labels.__setitem__(2, -1), r"rows/label holds -1 at row 2 \(labels must be 0..2 for 3 label_names\)"),
+    (lambda d: d.models["m"].embedding.__setitem__((4, 1), np.nan), "embedding holds nan at row 4, column 1"),
+    (lambda d: d.ids.__setitem__(3, "id0"), "rows/id holds 'id0' twice"),
+    (lambda d: d.models["m"].attrs.update(provenance='{"encoder": "m"}'), "provenance lacks preprocess"),
+])
+def test_a_store_that_would_not_open_is_not_written(tmp_path, damage, match):
+    write_store(_store(), tmp_path)
+    before = store_path(tmp_path).read_bytes()
+    data = _store()
+    damage(data)
+    with pytest.raises(MedsearchError, match="refusing to write .*, it would be damaged: .*" + match):
+        write_store(data, tmp_path)
+    assert store_path(tmp_path).read_bytes() == before  # the previous store is untouched
+
+
+def test_label_minus_one_is_refused_not_shown_as_the_last_class(tmp_path):
+    write_store(_store(), tmp_path)
+    with h5py.File(store_path(tmp_path), "a") as f:
+        f["rows/label"][1] = -1
+    with pytest.raises(MedsearchError, match=r"is damaged: rows/label holds -1 at row 1 .*; move it aside and rebuild"):
+        read_store(tmp_path)
+
+
+def test_an_index_older_than_its_rows_is_accepted(tmp_path):
+    """An interrupted `index` run commits rows embedded after the FAISS index was built (or sent back to
+    pending): index_ntotal may then differ from the usable rows; the next run rebuilds the index."""
+    data = _store()
+    data.models["m"].state[:] = EMBEDDED
+    data.models["m"].attrs.update(index_file="m.faiss", index_type="flat", index_sha256="0" * 64, index_ntotal=3,
+                                  index_built="2024-01-01T00:00:00+0000")
+    write_store(data, tmp_path)
+    data.models["m"].state[:] = PENDING
+    write_store(data, tmp_path)
+    assert read_store(tmp_path).models["m"].attrs["index_ntotal"] == 3
+    data.models["m"].attrs["index_ntotal"] = 6
+    with pytest.raises(MedsearchError, match=r"index_ntotal is 6, not a count of rows \(0..5\)"):
+        write_store(data, tmp_path)
+
+
+def test_non_finite_embeddings_are_located_past_the_first_chunk(tmp_path):
+    data = _store(n=2500, dim=2048)
+    data.models["m"].embedding[2300, 17] = -np.inf
+    with pytest.raises(MedsearchError, match="embedding holds -inf at row 2300, column 17"):
+        write_store(data, tmp_path)
+
+
+def test_journal_replay_and_validation(tmp_path):
+    data = _store()
+    write_store(data, tmp_path)
+    j = Journal(tmp_path, "m")
+    j.append(np.array([0, 1]), ["id0", "id1"], np.ones((2, 4)), np.array([EMBEDDED, SKIPPED]), ["", "bad file"])
+    j.append(np.array([3]), ["WRONG"], np.ones((1, 4)), np.array([EMBEDDED]), [""])  # rows of another store
+    j.append(np.array([2]), ["id2"], np.full((1, 4), np.nan), np.array([EMBEDDED]), [""])  # an encoder's NaN
+    j.append(np.array([4]), ["id4"], np.ones((1, 4)), np.array([7]), [""])  # a state no run writes
+    (j.dir / "part-000000099.npz").write_bytes(b"garbage")
+    assert len(j.parts()) == 5
+    assert Journal(tmp_path, "m").replay(data, "m") == 2
+    m = data.models["m"]
+    assert m.state.tolist() == [EMBEDDED, SKIPPED, PENDING, PENDING, PENDING] and m.reason[1] == "bad file"
+    j.clear()
+    assert j.parts() == []
+
+
+def _try_lock(path, q):
+    try:
+        with WriterLock(path):
+            q.put("got it")
+    except MedsearchError as exc:
+        q.put(str(exc))
+
+
+def test_second_writer_is_refused(tmp_path):
+    with WriterLock(tmp_path):
+        q = mp.get_context("fork").Queue()
+        p = mp.get_context("fork").Process(target=_try_lock, args=(tmp_path, q))
+        p.start()
+        p.join(10)
+        assert "another medsearch process" in q.get(timeout=5)
+    with WriterLock(tmp_path):  # released, so it can be taken again
+        pass
+
+
+def test_readers_keep_their_snapshot(tmp_path):
+    data = _store()
+    write_store(data, tmp_path)
+    with h5py.File(store_path(tmp_path), "r") as reader:
+        data.models["m"].embedding[:] = 7
+        write_store(data, tmp_path)  # atomic replace while a reader has the old file open
+        assert (reader["models/m/embedding"][()] == 0).all()
+    assert (read_store(tmp_path).models["m"].embedding == 7).all()
