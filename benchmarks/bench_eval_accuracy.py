@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medsearch.evaluation.evaluate import DEFAULT_HEADS, evaluate  # noqa: E402
-from medsearch.ingest.indexing import index  # noqa: E402
+from medsearch.ingest.indexing import index_dataset  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 WEIGHTS = {"mobilenet-v2": str(REPO.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth")}
@@ -80,7 +80,7 @@ def build_store(name: str, encoders, limit: int | None) -> Path:
     for encoder in encoders:
         t0 = time.perf_counter()
         weights = (WEIGHTS[encoder],) if encoder in WEIGHTS else ()
-        index(str(source), out=str(out), models=(encoder,), weights=weights, progress=False, **kwargs)
+        index_dataset(str(source), out=str(out), models=(encoder,), weights=weights, progress=False, **kwargs)
         print(f"  {name}: {encoder} stored ({time.perf_counter() - t0:.0f} s)", flush=True)
     return out
 

@@ -43,7 +43,7 @@ import torch
 from PIL import Image
 
 from medsearch.ingest import embed
-from medsearch.ingest.indexing import index
+from medsearch.ingest.indexing import index_dataset
 from medsearch.ingest.encoders import load_encoder
 from medsearch.ingest.images import load_image
 
@@ -137,7 +137,7 @@ def index_rate(dataset: Path, model: str, batch_size: int, workers: int) -> tupl
     try:
         t = time.perf_counter()
         with redirect_stderr(io.StringIO()):  # index's progress log, once per pass
-            summary = index(str(dataset), out=str(out), models=(model,), random_init=model in RANDOM_INIT,
+            summary = index_dataset(str(dataset), out=str(out), models=(model,), random_init=model in RANDOM_INIT,
                             weights=(OFFLINE_WEIGHTS[model],) if model in OFFLINE_WEIGHTS else (),
                             batch_size=batch_size, workers=workers, progress=False)
         wall = time.perf_counter() - t

@@ -98,9 +98,9 @@ def tiny(monkeypatch):
 
 def index_tiny(ds, out, **kw):
     """`index` of ``ds`` into ``out`` with the TinyEncoder (use with the ``tiny`` fixture)."""
-    from medsearch.ingest.indexing import index
+    from medsearch.ingest.indexing import index_dataset
 
-    return index(str(ds), out=str(out), models=("tiny",), progress=False, **kw)
+    return index_dataset(str(ds), out=str(out), models=("tiny",), progress=False, **kw)
 
 
 # ---- synthetic stores for evaluation tests ----

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medsearch.ingest.indexing import index
+from medsearch.ingest.indexing import index_dataset
 from medsearch.search.query import query
 from medsearch.storage.faiss_index import load_index, search
 from medsearch.storage.store import read_store
@@ -32,7 +32,7 @@ def nn_agreement(out: Path, key: str) -> tuple[float, float]:
 def test_efficientnet_lite0_on_breast_ultrasound(tmp_path):
     ds = symlink_subset(needs_shared("breast-busi"), tmp_path / "busi", per_class=50)
     out = tmp_path / "out"
-    summary = index(str(ds), out=str(out), models=("efficientnet-lite0",), progress=False)
+    summary = index_dataset(str(ds), out=str(out), models=("efficientnet-lite0",), progress=False)
     assert summary["models"]["efficientnet-lite0"]["embedded"] == 150
     agree, chance = nn_agreement(out, "efficientnet-lite0")
     assert chance == pytest.approx(1 / 3)
@@ -64,7 +64,7 @@ def test_mobilenet_v2_offline_weights_on_dermoscopy(tmp_path):
         w.writeheader()
         w.writerows(picked)
     out = tmp_path / "out"
-    index(str(root), out=str(out), models=("mobilenet-v2",), weights=(str(weights),), progress=False)
+    index_dataset(str(root), out=str(out), models=("mobilenet-v2",), weights=(str(weights),), progress=False)
     data = read_store(out)
     assert data.task == "multiclass" and data.label_names == ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
     agree, chance = nn_agreement(out, "mobilenet-v2")

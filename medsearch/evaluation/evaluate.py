@@ -14,8 +14,6 @@ store's models a and b (see fusion), scored like any other.
 from __future__ import annotations
 
 import math
-import numbers
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from .. import __version__
 from ..storage.atomic import atomic_write_with
 from ..display import printable
 from ..errors import MedsearchError
+from ..options import check_whole, is_real, workers_for
 from .fusion import fuse, is_fused
 from ..solvers.grid_search import MAX_ITER_LIMIT, check_C, check_losses, head_grid, search_heads
 from .heads import HEADS, SAVABLE_HEADS, get_head, head_scores
@@ -84,7 +83,7 @@ def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, r
         "config": {"models": keys, "heads": list(heads), "knn": knn, "retrieval": retrieval, "split": split,
                    "test_size": test_size, "cv": cv, "folds": folds, "seed": seed, "ks": list(ks), "knn_k": knn_k,
                    "knn_weights": knn_weights, "n_boot": n_boot, "scale": scale,
-                   "grids": grids, "linear_svc_max_iter": linear_svc_max_iter, "n_jobs": _jobs(n_jobs)},
+                   "grids": grids, "linear_svc_max_iter": linear_svc_max_iter, "n_jobs": workers_for(n_jobs)},
         "split": split_info, "notes": _notes(data, retrieval, cv, scale), "warnings": log.warnings,
         "reference": ref, "models": {},
     }
@@ -95,14 +94,14 @@ def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, r
         outcome, curves[key] = _evaluate_model(
             key, X, y_all, groups, data, rounds, heads=heads, grids=grids, knn=knn, retrieval=retrieval, folds=folds,
             seed=seed, ks=ks, knn_k=knn_k, knn_weights=knn_weights, n_boot=n_boot, scale=scale,
-            n_jobs=_jobs(n_jobs), max_iter=linear_svc_max_iter, split_mode=split_info["mode"], keep=save_head, log=log)
+            n_jobs=workers_for(n_jobs), max_iter=linear_svc_max_iter, split_mode=split_info["mode"], keep=save_head, log=log)
         fitted = outcome.pop("kept")
         outcome.update(provenance=provenance(model), dim=int(model.dim))
         results["models"][key] = outcome
         if save_head:
             results["models"][key]["saved_head"] = _save_head(
                 index_dir, key, save_head, X, y_all, groups, data, rounds, grids, folds, seed, scale,
-                _jobs(n_jobs), linear_svc_max_iter, split_info["mode"], fitted)
+                workers_for(n_jobs), linear_svc_max_iter, split_info["mode"], fitted)
 
     from .report import write_report  # matplotlib is only needed once there is something to plot
 
@@ -127,46 +126,33 @@ def _check_options(heads, split, cv, folds, ks, save_head, n_boot, knn_k, *, tes
     if split not in SPLITS:
         raise MedsearchError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if cv is not None:
-        _whole("--cv", cv, 2)
+        check_whole("--cv", cv, 2)
         if split == "official":
             raise MedsearchError("--cv cannot be combined with --split official (its test rows are fixed)")
-    _whole("--folds", folds, 2)
-    if not _real(test_size) or not 0.0 < test_size < 1.0:
+    check_whole("--folds", folds, 2)
+    if not is_real(test_size) or not 0.0 < test_size < 1.0:
         raise MedsearchError(f"--test-size must be a number between 0 and 1 (exclusive), got {test_size!r}")
     if not isinstance(ks, tuple) or not ks:
         raise MedsearchError(f"--ks needs a list of retrieval cut-offs (whole numbers of at least 1), got {ks!r}")
     for q in ks:
-        _whole("--ks", q, 1)
+        check_whole("--ks", q, 1)
     if knn_k is not None:
-        _whole("--knn-k", knn_k, 1)
-    _whole("--n-boot", n_boot, 1, MAX_N_BOOT)
-    _whole("--seed", seed, 0, 2**32 - 1)
+        check_whole("--knn-k", knn_k, 1)
+    check_whole("--n-boot", n_boot, 1, MAX_N_BOOT)
+    check_whole("--seed", seed, 0, 2**32 - 1)
     if knn_weights not in WEIGHTS:
         raise MedsearchError(f"unknown --knn-weights {knn_weights!r}; use one of {', '.join(WEIGHTS)}")
     check_C(C)
     check_losses(linear_svc_loss)
     if linear_svc_max_iter is not None:
-        _whole("--max-iter", linear_svc_max_iter, 1, MAX_ITER_LIMIT)
+        check_whole("--max-iter", linear_svc_max_iter, 1, MAX_ITER_LIMIT)
     if n_jobs is not None:
-        _whole("--jobs", n_jobs, 1)
+        check_whole("--jobs", n_jobs, 1)
     if save_head and save_head not in SAVABLE_HEADS:
         raise MedsearchError(f"--save-head {save_head}: only {' and '.join(SAVABLE_HEADS)} heads can be saved")
     if save_head and save_head not in heads:
         raise MedsearchError(f"--save-head {save_head} needs {save_head} among the evaluated --heads")
     return heads
-
-
-def _real(value) -> bool:
-    """A finite real number (not a bool)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _whole(flag: str, value, minimum: int, maximum: int | None = None) -> None:
-    """``value`` must be a whole number in [minimum, maximum]; the message names ``flag``."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
-    if not ok or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"of at least {minimum}"
-        raise MedsearchError(f"{flag} must be a whole number {bound}, got {value!r}")
 
 
 def _check_against_rounds(rounds, *, folds, ks, knn_k) -> None:
@@ -212,12 +198,6 @@ def _common_rows(data: StoreData, keys) -> np.ndarray:
         raise MedsearchError(f"only {usable.size} rows have embeddings for {', '.join(keys)}; "
                              "evaluation needs at least 10: index more images first")
     return usable
-
-
-def _jobs(n_jobs) -> int:
-    """Workers to use: every usable core for None, never more than the usable cores."""
-    cores = max(1, len(os.sched_getaffinity(0)))
-    return cores if n_jobs is None else max(1, min(int(n_jobs), cores))
 
 
 class _Log:

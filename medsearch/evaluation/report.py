@@ -64,7 +64,7 @@ def _params_text(params) -> str:
     return ", ".join(f"{k}={v}" for k, v in (params or {}).items()) or "-"
 
 
-def format_results(results: dict) -> str:
+def format_eval_results(results: dict) -> str:
     """The terminal report: main table, retrieval detail, deltas, parameters, split, reference."""
     k = _top_k(results)
     split = results["split"]

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ImageError, MedsearchError
+from ..options import available_cores
 from ..storage.store import EMBEDDED, SKIPPED, ZERO_FILLED
 
 ON_MISSING = ("skip", "zero")
@@ -56,14 +57,6 @@ def aligned_batches(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
         return []
     cuts = np.flatnonzero(np.diff(rows // batch_size)) + 1
     return np.split(rows, cuts)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def overlaps_forward(workers: int, *, cores: int, torch_threads: int, on_cpu: bool) -> bool:

@@ -31,7 +31,7 @@ BATCHES_IN_MEMORY = 4
 EXAMPLES_SHOWN = 5
 
 
-def index(dataset: str, *, out: str | None = None, models: tuple[str, ...] = (DEFAULT_MODEL,),
+def index_dataset(dataset: str, *, out: str | None = None, models: tuple[str, ...] = (DEFAULT_MODEL,),
           weights: tuple[str, ...] = (), random_init: bool = False, name: str | None = None,
           layout: str = "auto", manifest: str | None = None, image_col: str | None = None,
           label_col: str | None = None, label_cols: list[str] | None = None, group_col: str | None = None,

@@ -71,14 +71,14 @@ def _as_vectors(X, normalize: bool) -> np.ndarray:
     return normalize_rows(X) if normalize else np.ascontiguousarray(X)
 
 
-def build_index(X, normalize: bool = True) -> faiss.IndexFlatIP:
+def _flat_index(X, normalize: bool = True) -> faiss.IndexFlatIP:
     vectors = _as_vectors(X, normalize)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     return index
 
 
-def search(index: faiss.Index, X, k: int, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _search(index: faiss.Index, X, k: int, normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(similarities, indices), each (n, min(k, index size)), nearest first."""
     queries = _as_vectors(X, normalize)
     if queries.shape[1] != index.d:
@@ -168,14 +168,14 @@ class KNNVoter(ClassifierMixin, BaseEstimator):
             self.multilabel_ = False
             self.classes_, encoded = np.unique(y, return_inverse=True)
             self.labels_ = encoded.astype(np.int64)
-        self.index_ = build_index(X, self.normalize)
+        self.index_ = _flat_index(X, self.normalize)
         return self
 
     def kneighbors(self, X, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self, "index_")
         with _as_user_errors():
             X = validate_data(self, X, reset=False, dtype=np.float32)
-        return search(self.index_, X, self.k if k is None else k, self.normalize)
+        return _search(self.index_, X, self.k if k is None else k, self.normalize)
 
     def predict_proba(self, X) -> np.ndarray:
         similarities, indices = self.kneighbors(X)

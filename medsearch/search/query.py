@@ -50,7 +50,7 @@ def query(images: list[str], *, index_dir: str, model: str | None = None, k: int
                   "self_ids": [data.ids[r] for r in sorted(own_rows[qi])],
                   "excluded_ids": list(exclude_ids),
                   "neighbours": neighbours,
-                  "vote": vote_shares(data, [r for _, r in keep], [s for s, _ in keep], weighting)}
+                  "vote": labelled_vote_shares(data, [r for _, r in keep], [s for s, _ in keep], weighting)}
         if linear_head is not None:
             result["head"] = _head_output(linear_head, queries[qi:qi + 1], data)
         results.append(result)
@@ -126,7 +126,7 @@ def _neighbour(data: StoreData, rank: int, row: int, sim: float) -> dict:
     return out
 
 
-def vote_shares(data: StoreData, rows: list[int], sims: list[float], weighting: str) -> dict[str, float]:
+def labelled_vote_shares(data: StoreData, rows: list[int], sims: list[float], weighting: str) -> dict[str, float]:
     """Share of the neighbours' (similarity-weighted) vote per label; for multilabel, per-label shares."""
     if not rows:
         return {}
@@ -172,38 +172,3 @@ def _head_output(head, vector: np.ndarray, data: StoreData) -> dict:
     scores = np.atleast_1d(head.scores(vector)[0])
     names = names[1:] if head.task == "binary" else names  # binary: the positive class
     return {"name": head.name, "decision_scores": {n: round(float(v), 4) for n, v in zip(names, scores)}}
-
-
-def _self_note(self_ids: list[str]) -> str:
-    if not self_ids:
-        return ""
-    if len(self_ids) == 1:
-        return ", itself excluded"
-    return f", itself excluded: {len(self_ids)} stored files with its bytes ({', '.join(printable(i) for i in self_ids[:3])})"
-
-
-def format_results(results: list[dict]) -> str:
-    """Plain-text rendering of query results for the terminal: one line per item, every path, id and label
-    name escaped by display.printable (the JSON output keeps them exact)."""
-    lines = []
-    for res in results:
-        excluded = ", ".join(printable(i) for i in res["excluded_ids"])
-        lines.append(f"query: {printable(res['query'])}  (model {printable(res['model'])}"
-                     f"{_self_note(res.get('self_ids', []))}"
-                     f"{', excluding ' + excluded if res['excluded_ids'] else ''})")
-        lines.append(f"  {'rank':>4}  {'similarity':>10}  {'label(s)':<24}  id / path")
-        for n in res["neighbours"]:
-            labels = ", ".join(printable(name) for name in n["labels"]) or "-"
-            lines.append(f"  {n['rank']:>4}  {n['similarity']:>10.4f}  {labels:<24.24}  {printable(n['source'])}")
-        top = sorted(res["vote"].items(), key=lambda kv: -kv[1])
-        lines.append("  k-NN vote: " + ", ".join(f"{printable(name)} {share:.0%}" for name, share in top if share > 0))
-        if "head" in res and "probabilities" in res["head"]:
-            probs = sorted(res["head"]["probabilities"].items(), key=lambda kv: -kv[1])
-            lines.append(f"  {res['head']['name']} probabilities: "
-                         + ", ".join(f"{printable(n)} {p:.0%}" for n, p in probs[:5]))
-        elif "head" in res:
-            scores = sorted(res["head"]["decision_scores"].items(), key=lambda kv: -kv[1])
-            lines.append(f"  {res['head']['name']} decision scores (> 0: predicted): "
-                         + ", ".join(f"{printable(n)} {v:+.2f}" for n, v in scores[:5]))
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"

@@ -8,7 +8,7 @@ import numpy as np
 from .store import EMBEDDED, PENDING, SKIPPED, STATE_NAMES, ZERO_FILLED, provenance, read_store
 
 
-def info(index_dir: str) -> dict:
+def store_summary(index_dir: str) -> dict:
     data = read_store(index_dir)
     if data.task == "multilabel":
         counts = dict(zip(data.label_names, (int(c) for c in data.labels.sum(0))))
@@ -27,22 +27,3 @@ def info(index_dir: str) -> dict:
                               "index": {k[len("index_"):]: v for k, v in m.attrs.items() if k.startswith("index_")},
                               "provenance": provenance(m)}
     return out
-
-
-def format_info(d: dict) -> str:
-    lines = [f"store: {d['store']}", f"rows: {d['rows']}  task: {d['task']}  dataset: {d['dataset_root']}",
-             "labels: " + ", ".join(f"{k} ({v})" for k, v in d["labels"].items())]
-    if d["groups"] is not None:
-        lines.append(f"groups: {d['groups']} distinct (patients/lesions)")
-    if d["splits"]:
-        lines.append("official split: " + ", ".join(f"{k} {v}" for k, v in d["splits"].items()))
-    for key, m in d["models"].items():
-        p = m["provenance"]
-        lines.append(f"model {key}: dim {m['dim']}, embedded {m['embedded']}, zero-filled {m['zero-filled']}, "
-                     f"skipped {m['skipped']}, pending {m['pending']}")
-        lines.append(f"  encoder {p.get('encoder')} ({p.get('family')} {p.get('arch')}), weights {p.get('weights_source')}"
-                     f"{' sha256 ' + p['weights_sha256'][:12] if p.get('weights_sha256') else ''}")
-        lines.append(f"  preprocess {p.get('preprocess')}")
-        if m["index"]:
-            lines.append(f"  index {m['index'].get('file')} ({m['index'].get('type')}, {m['index'].get('ntotal')} vectors)")
-    return "\n".join(lines) + "\n"

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 
 import medsearch.ingest.indexing as index_module
 from medsearch.cli import main
-from medsearch.ingest.indexing import index
-from medsearch.storage.summary import info
+from medsearch.ingest.indexing import index_dataset
+from medsearch.storage.summary import store_summary
 from medsearch.search.query import query
 from medsearch.errors import MedsearchError
 from medsearch.storage.store import EMBEDDED, Journal, read_store
@@ -19,7 +19,7 @@ MODEL = dict(models=("mobilenet-v2",), random_init=True, progress=False, **FAST)
 
 
 def _index(ds, out, **kw):
-    return index(str(ds), out=str(out), **{**MODEL, **kw})
+    return index_dataset(str(ds), out=str(out), **{**MODEL, **kw})
 
 
 def test_index_query_info(folder_dataset, tmp_path):
@@ -39,7 +39,7 @@ def test_index_query_info(folder_dataset, tmp_path):
     assert included["neighbours"][0]["source"] == "malignant/malignant_03.png"
     assert included["neighbours"][0]["similarity"] > 0.999
 
-    d = info(str(out))
+    d = store_summary(str(out))
     assert d["rows"] == 24 and d["models"]["mobilenet-v2"]["embedded"] == 24
     assert d["models"]["mobilenet-v2"]["provenance"]["weights_source"] == "random-init"
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from medsearch.cli import main
-from medsearch.ingest.indexing import index
+from medsearch.ingest.indexing import index_dataset
 from medsearch.errors import MedsearchError
 from medsearch.ingest.images import MAX_PIXELS
 from medsearch.storage.store import read_store
@@ -140,7 +140,7 @@ def test_unknown_class_names_do_not_touch_the_store(tmp_path, tiny):
 
 def test_foreign_index_file_is_refused_by_query(tmp_path, folder_dataset):
     out = tmp_path / "out"
-    index(str(folder_dataset), out=str(out), models=("mobilenet-v2",), random_init=True, progress=False, resize=64, crop=64)
+    index_dataset(str(folder_dataset), out=str(out), models=("mobilenet-v2",), random_init=True, progress=False, resize=64, crop=64)
     (out / "mobilenet-v2.faiss").write_bytes(b"\x00" * 100)
     res = CliRunner().invoke(main, ["query", str(folder_dataset / "benign" / "benign_00.png"), "--index", str(out)])
     assert res.exit_code == 2 and "does not match the store" in res.output and res.output.count("\n") == 1

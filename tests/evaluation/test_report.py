@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from medsearch.evaluation.evaluate import evaluate
-from medsearch.evaluation.report import format_results
+from medsearch.evaluation.report import format_eval_results
 
 from ..conftest import make_store
 
@@ -50,7 +50,7 @@ def test_roc_plots_are_valid_images(report):
 
 def test_terminal_table(report):
     results, _ = report
-    text = format_results(results)
+    text = format_eval_results(results)
     assert "AUC [95% CI]" in text and "mAP@10" in text
     assert text.count("k-NN vote") >= 2 and "paired bootstrap AUC deltas" in text
     assert "not recorded" in text and "0.9586" in text  # the reference rows, nulls spelled out

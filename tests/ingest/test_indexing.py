@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from medsearch.cli import main
-from medsearch.ingest.indexing import index
+from medsearch.ingest.indexing import index_dataset
 from medsearch.search.query import query
 from medsearch.storage.store import EMBEDDED, read_store
 
@@ -76,10 +76,10 @@ def test_a_moved_dataset_is_followed_and_verified_file_by_file(tmp_path, tiny):
 
 def test_a_file_changed_in_place_is_re_embedded_and_found_by_query(tmp_path, folder_dataset):
     out = tmp_path / "out"
-    index(str(folder_dataset), out=str(out), **REAL)
+    index_dataset(str(folder_dataset), out=str(out), **REAL)
     target = folder_dataset / "benign" / "benign_03.png"
     shutil.copy(folder_dataset / "malignant" / "malignant_07.png", target)  # same name, other image
-    summary = index(str(folder_dataset), out=str(out), **REAL)
+    summary = index_dataset(str(folder_dataset), out=str(out), **REAL)
     assert summary["changes"]["changed_on_disk"] == 1 and summary["models"]["mobilenet-v2"]["embedded_this_run"] == 1
     data = read_store(out)
     assert (data.models["mobilenet-v2"].state == EMBEDDED).all()
@@ -87,7 +87,7 @@ def test_a_file_changed_in_place_is_re_embedded_and_found_by_query(tmp_path, fol
                  exclude_self=False)[0]["neighbours"]
     top = {h["source"]: h["similarity"] for h in hits}  # the index holds the new content under the old row
     assert set(top) == {"benign/benign_03.png", "malignant/malignant_07.png"} and min(top.values()) > 0.999
-    again = index(str(folder_dataset), out=str(out), **REAL)
+    again = index_dataset(str(folder_dataset), out=str(out), **REAL)
     assert again["changes"]["changed_on_disk"] == 0 and again["models"]["mobilenet-v2"]["embedded_this_run"] == 0
 
 
@@ -180,7 +180,7 @@ def test_query_refuses_an_index_left_behind_by_an_interrupted_run(tmp_path, fold
     import medsearch.ingest.indexing as index_module
 
     out = tmp_path / "out"
-    index(str(folder_dataset), out=str(out), **REAL)
+    index_dataset(str(folder_dataset), out=str(out), **REAL)
     shutil.copy(folder_dataset / "malignant" / "malignant_07.png", folder_dataset / "benign" / "benign_03.png")
 
     def stopped(*a, **k):
@@ -189,11 +189,11 @@ def test_query_refuses_an_index_left_behind_by_an_interrupted_run(tmp_path, fold
 
     monkeypatch.setattr(index_module, "embed_rows", stopped)
     with pytest.raises(KeyboardInterrupt):
-        index(str(folder_dataset), out=str(out), **REAL)
+        index_dataset(str(folder_dataset), out=str(out), **REAL)
     monkeypatch.undo()
     res = _run("query", folder_dataset / "malignant" / "malignant_07.png", "--index", out)
     _one_line_error(res, "out of date", "medsearch index")
-    index(str(folder_dataset), out=str(out), **REAL)  # finishing the run makes the index current again
+    index_dataset(str(folder_dataset), out=str(out), **REAL)  # finishing the run makes the index current again
     assert _run("query", folder_dataset / "malignant" / "malignant_07.png", "--index", out).exit_code == 0
 
 
@@ -202,7 +202,7 @@ def test_a_copy_of_a_stored_image_is_recognised_as_itself(tmp_path, folder_datas
     come back as its own neighbour at similarity 1.0 and vote for its own label."""
     out = tmp_path / "out"
     shutil.copy(folder_dataset / "benign" / "benign_05.png", folder_dataset / "malignant" / "zz_dup_of_b5.png")
-    index(str(folder_dataset), out=str(out), **REAL)
+    index_dataset(str(folder_dataset), out=str(out), **REAL)
     outside = tmp_path / "downloads" / "copy.png"
     outside.parent.mkdir()
     shutil.copy(folder_dataset / "benign" / "benign_05.png", outside)

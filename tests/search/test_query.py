@@ -9,8 +9,9 @@ from click.testing import CliRunner
 
 from medsearch.cli import main
 from medsearch.evaluation.evaluate import evaluate
-from medsearch.ingest.indexing import index
-from medsearch.search.query import format_results, query, vote_shares
+from medsearch.ingest.indexing import index_dataset
+from medsearch.cli.query import format_query_results
+from medsearch.search.query import labelled_vote_shares, query
 from medsearch.errors import MedsearchError
 from medsearch.evaluation.heads import SAVE_FORMAT
 from medsearch.storage.store import StoreData
@@ -35,8 +36,8 @@ def stores(tmp_path_factory):
     base = tmp_path_factory.mktemp("stores")
     three = _folders(base / "busi", ["benign", "malignant", "normal"])
     binary = _folders(base / "bin", ["0", "1"])
-    index(str(three), out=str(base / "idx3"), **MODEL)
-    index(str(binary), out=str(base / "idx2"), **MODEL)
+    index_dataset(str(three), out=str(base / "idx3"), **MODEL)
+    index_dataset(str(binary), out=str(base / "idx2"), **MODEL)
     r = evaluate(base / "idx3", heads=("lr",), knn=False, retrieval=False, save_head="lr", folds=3, C=(1.0,),
                  n_boot=50, n_jobs=1, progress=False, report_dir=base / "rep")
     return {"three": three, "idx3": base / "idx3", "idx2": base / "idx2",
@@ -130,7 +131,7 @@ def odd_names(tmp_path_factory):
     evil = root / "benign" / "evil\nname\t\x1b[31m.png"
     make_image(evil, 0, seed=999)
     out = root.parent / "idx"
-    index(str(root), out=str(out), **MODEL)
+    index_dataset(str(root), out=str(out), **MODEL)
     return root, out, evil
 
 
@@ -161,10 +162,10 @@ def test_newlines_in_names_stay_on_one_line(odd_names):
 def test_head_line_escapes_names():
     result = {"query": "q\n.png", "model": "m", "excluded_self": False, "excluded_ids": [], "neighbours": [],
               "vote": {"a\nb": 1.0}, "head": {"name": "lr", "probabilities": {"a\nb": 0.9, "c": 0.1}}}
-    text = format_results([result])
+    text = format_query_results([result])
     assert text.count("\n") == 4 and "a\\nb 90%" in text and "q\\n.png" in text
     scores = {**result, "head": {"name": "linear-svc", "decision_scores": {"x\ry": 1.5}}}
-    assert "x\\ry +1.50" in format_results([scores]) and format_results([scores]).count("\n") == 4
+    assert "x\\ry +1.50" in format_query_results([scores]) and format_query_results([scores]).count("\n") == 4
 
 
 def test_vote_memory_does_not_grow_with_the_square_of_the_classes():
@@ -174,10 +175,10 @@ def test_vote_memory_does_not_grow_with_the_square_of_the_classes():
     data = StoreData([f"r{i}" for i in range(k)], [f"r{i}" for i in range(k)], np.arange(0, 5 * k, 5, dtype=np.int64),
                      names, "multiclass")
     rows, sims = list(range(k)), list(np.linspace(0.9, 0.5, k))
-    vote_shares(data, rows[:1], sims[:1], "uniform")  # warm-up
+    labelled_vote_shares(data, rows[:1], sims[:1], "uniform")  # warm-up
     tracemalloc.start()
     try:
-        shares = vote_shares(data, rows, sims, "similarity")
+        shares = labelled_vote_shares(data, rows, sims, "similarity")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

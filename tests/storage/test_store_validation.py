@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from medsearch.cli import main
-from medsearch.ingest.indexing import index
+from medsearch.ingest.indexing import index_dataset
 
 from ..conftest import FAST, make_image
 
@@ -35,7 +35,7 @@ def built(tmp_path_factory):
         for i in range(PER_CLASS):
             make_image(ds / name / f"{name}_{i:02d}.png", c, seed=100 * c + i)
     out = root / "idx"
-    index(str(ds), out=str(out), models=(KEY,), random_init=True, progress=False, **FAST)
+    index_dataset(str(ds), out=str(out), models=(KEY,), random_init=True, progress=False, **FAST)
     return ds, out
 
 
