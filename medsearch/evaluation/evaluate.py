@@ -24,6 +24,7 @@ from .. import __version__
 from ..storage.atomic import atomic_write_with
 from ..display import printable
 from ..errors import MedsearchError
+from ..results import to_jsonable
 from ..options import check_whole, is_real, workers_for
 from .fusion import fuse, is_fused
 from ..solvers.grid_search import MAX_ITER_LIMIT, check_C, check_losses, head_grid, search_heads
@@ -107,7 +108,7 @@ def evaluate(index_dir, *, models=None, heads=DEFAULT_HEADS, knn: bool = True, r
 
     folder = Path(report_dir) if report_dir else Path(index_dir) / "reports" / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     results["report_dir"] = str(folder)
-    results = _clean(results)
+    results = to_jsonable(results)
     write_report(results, curves, folder)
     return results
 
@@ -508,23 +509,3 @@ def _save_head(index_dir, key, name, X, y, groups, data, rounds, grids, folds, s
                                                    encoder=provenance(data.models[key])))
     print(f"saved {name} head for {key} ({fit.params}) to {printable(str(path))}", file=sys.stderr, flush=True)
     return str(path)
-
-
-# ---- JSON --------------------------------------------------------------------------------------
-
-
-def _clean(obj):
-    """JSON-ready copy: numpy scalars to Python, NaN to None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return None if math.isnan(obj) else float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
