@@ -1,7 +1,6 @@
 """A reader while `index` commits sees whole snapshots; a second writer on the same store is refused."""
 import os
 import subprocess
-import sys
 import time
 
 import numpy as np

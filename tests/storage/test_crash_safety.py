@@ -1,7 +1,5 @@
 """kill -9 during `medsearch index` at random moments: the store always opens, holds only complete rows,
 and a re-run finishes with every row embedded exactly once and identical to an uninterrupted run."""
-import pytest
-
 from ..conftest import needs_shared
 from ..crash_harness import run_trials, symlink_subset
 

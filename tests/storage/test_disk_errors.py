@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 import medsearch.storage.store as store_module
+from medsearch.storage import atomic
 from medsearch.errors import MedsearchError
 from medsearch.storage.store import read_store
 
@@ -69,13 +70,12 @@ def test_simulated_enospc_during_commit(tmp_path, folder_dataset, tiny, monkeypa
     _index(folder_dataset, out)
     before = (out / "store.h5").read_bytes()
     os.link(folder_dataset / "benign" / "benign_00.png", folder_dataset / "benign" / "new.png")
-    real = store_module.atomic_write_bytes
     def half_then_full(target, data):
         def write_half(tmp):
             with open(tmp, "wb") as f:
                 f.write(bytes(data[: len(data) // 2]))
             raise OSError(errno.ENOSPC, "No space left on device")
-        store_module.atomic_write_with(target, write_half)
+        atomic.atomic_write_with(target, write_half)
     monkeypatch.setattr(store_module, "atomic_write_bytes", half_then_full)
     with pytest.raises(MedsearchError, match="disk full"):
         _index(folder_dataset, out)

@@ -1,13 +1,14 @@
+"""The store: round trip, foreign and damaged files refused, fingerprints optional, nothing damaged written,
+readers keep their snapshot. The journal and the writer lock have their own test files."""
 import json
-import multiprocessing as mp
 
 import h5py
 import numpy as np
 import pytest
 
 from medsearch.errors import MedsearchError
-from medsearch.storage.store import (EMBEDDED, PENDING, SKIPPED, Journal, ModelData, StoreData, WriterLock, provenance,
-                             read_store, store_path, write_store)
+from medsearch.storage.store import (EMBEDDED, PENDING, ModelData, StoreData, provenance, read_store, store_path,
+                                     write_store)
 
 
 PREPROCESS = {"resize": 64, "crop": 64, "interpolation": "bilinear", "norm": "mean-std",
@@ -124,42 +125,6 @@ def test_non_finite_embeddings_are_located_past_the_first_chunk(tmp_path):
     data.models["m"].embedding[2300, 17] = -np.inf
     with pytest.raises(MedsearchError, match="embedding holds -inf at row 2300, column 17"):
         write_store(data, tmp_path)
-
-
-def test_journal_replay_and_validation(tmp_path):
-    data = _store()
-    write_store(data, tmp_path)
-    j = Journal(tmp_path, "m")
-    j.append(np.array([0, 1]), ["id0", "id1"], np.ones((2, 4)), np.array([EMBEDDED, SKIPPED]), ["", "bad file"])
-    j.append(np.array([3]), ["WRONG"], np.ones((1, 4)), np.array([EMBEDDED]), [""])  # rows of another store
-    j.append(np.array([2]), ["id2"], np.full((1, 4), np.nan), np.array([EMBEDDED]), [""])  # an encoder's NaN
-    j.append(np.array([4]), ["id4"], np.ones((1, 4)), np.array([7]), [""])  # a state no run writes
-    (j.dir / "part-000000099.npz").write_bytes(b"garbage")
-    assert len(j.parts()) == 5
-    assert Journal(tmp_path, "m").replay(data, "m") == 2
-    m = data.models["m"]
-    assert m.state.tolist() == [EMBEDDED, SKIPPED, PENDING, PENDING, PENDING] and m.reason[1] == "bad file"
-    j.clear()
-    assert j.parts() == []
-
-
-def _try_lock(path, q):
-    try:
-        with WriterLock(path):
-            q.put("got it")
-    except MedsearchError as exc:
-        q.put(str(exc))
-
-
-def test_second_writer_is_refused(tmp_path):
-    with WriterLock(tmp_path):
-        q = mp.get_context("fork").Queue()
-        p = mp.get_context("fork").Process(target=_try_lock, args=(tmp_path, q))
-        p.start()
-        p.join(10)
-        assert "another medsearch process" in q.get(timeout=5)
-    with WriterLock(tmp_path):  # released, so it can be taken again
-        pass
 
 
 def test_readers_keep_their_snapshot(tmp_path):

@@ -1,0 +1,21 @@
+"""The store's fixed names and codes (docs/STORE.md, "Schema"): file names, format version, row states,
+tasks, layouts and the index_* attributes. Shared by the reader, the writer, the validation and the journal."""
+from __future__ import annotations
+
+import re
+
+FORMAT = "medsearch-store"
+FORMAT_VERSION = 1
+STORE_FILE = "store.h5"
+JOURNAL_DIR = ".journal"
+LOCK_FILE = ".lock"
+PENDING, EMBEDDED, ZERO_FILLED, SKIPPED = 0, 1, 2, 3
+FINISHED = (EMBEDDED, ZERO_FILLED, SKIPPED)  # the states a journal part may record
+STATE_NAMES = {PENDING: "pending", EMBEDDED: "embedded", ZERO_FILLED: "zero-filled", SKIPPED: "skipped"}
+TASKS = ("binary", "multiclass", "multilabel")
+LAYOUTS = ("folders", "csv", "npz")
+INDEX_ATTRS = ("index_file", "index_type", "index_sha256", "index_ntotal", "index_built")
+# More classes than any labelling scheme in use; a label column with this many values holds ids, not classes.
+MAX_LABEL_NAMES = 100_000
+REBUILD = "move it aside and rebuild it with `medsearch index`"
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
