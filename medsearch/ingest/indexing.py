@@ -15,7 +15,7 @@ from ..storage.atomic import atomic_write_json, sha256_file
 from .datasets import Dataset, is_hidden, scan
 from ..display import printable
 from .embed import embed_rows
-from .encoders import _device, get_spec, load_encoder, preprocess_with
+from .encoders import device_for, get_spec, load_encoder, preprocess_with
 from ..errors import ImageError, MedsearchError
 from .fingerprints import duplicate_groups, fingerprint
 from ..storage.faiss_index import build_index, save_index
@@ -113,7 +113,7 @@ def _check_options(*, resize, crop, batch_size, workers, commit_every, device) -
         raise MedsearchError("--batch-size and --workers must be at least 1")
     if not (isinstance(commit_every, (int, float)) and math.isfinite(commit_every) and commit_every >= 0):
         raise MedsearchError(f"--commit-every must be a number of seconds >= 0, got {commit_every!r}")
-    _device(device)  # unknown device, or CUDA asked for where there is none
+    device_for(device)  # unknown device, or CUDA asked for where there is none
 
 
 def _check_memory(preprocess, batch_size: int) -> None:
