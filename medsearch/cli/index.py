@@ -1,21 +1,23 @@
 """`medsearch index`: its options, parsed and handed to the library; its results rendered."""
 from __future__ import annotations
 
-import os
-
 import click
 
+from ..ingest.index_options import IndexOptions
 from .app import emit, main
+
+DEFAULTS = IndexOptions()
 
 
 @main.command("index")
 @click.argument("dataset", type=click.Path())
 @click.option("--out", help="Index folder (default: indexes/<dataset name>).")
-@click.option("--model", "models", multiple=True, help="Encoder name or spec; repeat for several (default clip-vit-b-32).")
+@click.option("--model", "models", multiple=True,
+              help=f"Encoder name or spec; repeat for several (default {', '.join(DEFAULTS.models)}).")
 @click.option("--weights", multiple=True, help="Local checkpoint: PATH, or MODEL=PATH with several --model.")
 @click.option("--random-init", is_flag=True, help="Random weights (testing only; never used unless asked).")
 @click.option("--name", help="Store key for the model (default: derived from its name).")
-@click.option("--layout", default="auto", type=click.Choice(["auto", "folders", "csv", "npz"]))
+@click.option("--layout", default=DEFAULTS.layout, type=click.Choice(["auto", "folders", "csv", "npz"]))
 @click.option("--manifest", help="CSV manifest (default: the CSV in DATASET).")
 @click.option("--image-col", help="Manifest column naming the image file.")
 @click.option("--label-col", help="Manifest column holding the label.")
@@ -27,12 +29,12 @@ from .app import emit, main
 @click.option("--norm", type=click.Choice(["encoder", "imagenet", "median-mad"]), help="Input normalisation (default: the encoder's own).")
 @click.option("--resize", type=int, help="Resize the shorter side to this before the centre crop.")
 @click.option("--crop", type=int, help="Centre-crop size.")
-@click.option("--on-missing", default="skip", type=click.Choice(["skip", "zero"]), help="Unreadable images: skip and report, or embed a zero tensor.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
-@click.option("--workers", default=os.cpu_count() or 2, show_default=True, type=click.IntRange(1), help="Parallel image-decoding threads (default: one per CPU).")
-@click.option("--index-type", default="flat", show_default=True, help="flat, auto, or a FAISS factory string (HNSW32, IVF256,Flat, ...).")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--commit-every", default=300.0, show_default=True, help="Seconds between store commits (finished batches are journaled anyway).")
+@click.option("--on-missing", default=DEFAULTS.on_missing, type=click.Choice(["skip", "zero"]), help="Unreadable images: skip and report, or embed a zero tensor.")
+@click.option("--batch-size", default=DEFAULTS.batch_size, show_default=True, type=click.IntRange(1))
+@click.option("--workers", default=DEFAULTS.workers, show_default=True, type=click.IntRange(1), help="Parallel image-decoding threads (default: one per CPU).")
+@click.option("--index-type", default=DEFAULTS.index_type, show_default=True, help="flat, auto, or a FAISS factory string (HNSW32, IVF256,Flat, ...).")
+@click.option("--device", default=DEFAULTS.device, show_default=True)
+@click.option("--commit-every", default=DEFAULTS.commit_every, show_default=True, help="Seconds between store commits (finished batches are journaled anyway).")
 @click.option("--moved-from", help="The dataset's old location, when this is the same dataset moved (the store was built "
                                    "from there); its files are verified by their fingerprints.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -40,12 +42,19 @@ from .app import emit, main
 def index_cmd(dataset, label_cols, quiet, as_json, **kwargs):
     """Embed every image of DATASET once per model and build its FAISS index."""
     from ..ingest.indexing import index_dataset
+
+    options = IndexOptions(label_cols=label_cols.split(",") if label_cols else None, progress=not quiet, **kwargs)
+    summary = index_dataset(dataset, options)
+    emit(summary.to_json(), as_json, format_index_summary(summary))
+
+
+def format_index_summary(summary) -> str:
+    """The text `medsearch index` prints: the dataset, then one line per model."""
     from ..display import printable
 
-    summary = index_dataset(dataset, label_cols=label_cols.split(",") if label_cols else None, progress=not quiet, **kwargs)
-    lines = [f"indexed {summary['rows']} rows into {printable(summary['out'])}", f"  {summary['reading']}"]
-    for key, m in summary["models"].items():
-        rate = f", {m['images_per_second']} img/s" if m["images_per_second"] else ""
-        lines.append(f"  {key}: {m['embedded']} embedded, {m['zero-filled']} zero-filled, {m['skipped']} skipped "
-                     f"({m['embedded_this_run']} this run in {m['seconds']} s{rate}) -> {m['index_file']}")
-    emit({k: v for k, v in summary.items()}, as_json, "\n".join(lines) + "\n")
+    lines = [f"indexed {summary.rows} rows into {printable(summary.out)}", f"  {summary.reading}"]
+    for key, m in summary.models.items():
+        rate = f", {m.images_per_second} img/s" if m.images_per_second else ""
+        lines.append(f"  {key}: {m.embedded} embedded, {m.zero_filled} zero-filled, {m.skipped} skipped "
+                     f"({m.embedded_this_run} this run in {m.seconds} s{rate}) -> {m.index_file}")
+    return "\n".join(lines) + "\n"

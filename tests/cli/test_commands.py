@@ -25,23 +25,23 @@ def _index(ds, out, **kw):
 def test_index_query_info(folder_dataset, tmp_path):
     out = tmp_path / "idx"
     summary = _index(folder_dataset, out, batch_size=5)
-    assert summary["models"]["mobilenet-v2"]["embedded"] == 24
+    assert summary.models["mobilenet-v2"].embedded == 24
     data = read_store(out)
     assert len(data) == 24 and (data.models["mobilenet-v2"].state == EMBEDDED).all()
     assert (out / "mobilenet-v2.faiss").exists() and (out / "index_report.json").exists()
 
     q = str(folder_dataset / "malignant" / "malignant_03.png")
     excluded = query([q], index_dir=str(out), k=5)[0]
-    assert excluded["excluded_self"] and len(excluded["neighbours"]) == 5
-    assert all(n["source"] != "malignant/malignant_03.png" for n in excluded["neighbours"])
-    assert abs(sum(excluded["vote"].values()) - 1) < 1e-3
+    assert excluded.excluded_self and len(excluded.neighbours) == 5
+    assert all(n.source != "malignant/malignant_03.png" for n in excluded.neighbours)
+    assert abs(sum(excluded.vote.values()) - 1) < 1e-3
     included = query([q], index_dir=str(out), k=5, exclude_self=False)[0]
-    assert included["neighbours"][0]["source"] == "malignant/malignant_03.png"
-    assert included["neighbours"][0]["similarity"] > 0.999
+    assert included.neighbours[0].source == "malignant/malignant_03.png"
+    assert included.neighbours[0].similarity > 0.999
 
     d = store_summary(str(out))
-    assert d["rows"] == 24 and d["models"]["mobilenet-v2"]["embedded"] == 24
-    assert d["models"]["mobilenet-v2"]["provenance"]["weights_source"] == "random-init"
+    assert d.rows == 24 and d.models["mobilenet-v2"].embedded == 24
+    assert d.models["mobilenet-v2"].provenance["weights_source"] == "random-init"
 
 
 def test_rerun_embeds_nothing_and_second_model_reuses_rows(folder_dataset, tmp_path):
@@ -49,7 +49,7 @@ def test_rerun_embeds_nothing_and_second_model_reuses_rows(folder_dataset, tmp_p
     _index(folder_dataset, out)
     store_before = (out / "store.h5").stat().st_mtime_ns
     again = _index(folder_dataset, out)
-    assert again["models"]["mobilenet-v2"]["embedded_this_run"] == 0
+    assert again.models["mobilenet-v2"].embedded_this_run == 0
     assert (out / "store.h5").stat().st_mtime_ns == store_before  # nothing new: store and index left alone
     (out / "mobilenet-v2.faiss").write_bytes(b"tampered")
     _index(folder_dataset, out)  # a damaged index file is rebuilt from the store
@@ -68,7 +68,7 @@ def test_new_images_are_appended(folder_dataset, tmp_path):
     summary = _index(folder_dataset, out)
     after = read_store(out)
     assert len(after) == 25 and after.ids[:24] == before.ids
-    assert summary["models"]["mobilenet-v2"]["embedded_this_run"] == 1
+    assert summary.models["mobilenet-v2"].embedded_this_run == 1
     # the row whose file is gone keeps its stored embedding: nothing stored is lost
     assert (after.models["mobilenet-v2"].embedding[:24] == before.models["mobilenet-v2"].embedding).all()
 
@@ -90,7 +90,7 @@ def test_interrupted_run_resumes_to_identical_store(folder_dataset, tmp_path, mo
     assert len(Journal(broken, "mobilenet-v2").parts()) == 3
     monkeypatch.setattr(index_module, "embed_rows", real)
     summary = _index(folder_dataset, broken, batch_size=4)
-    assert summary["models"]["mobilenet-v2"]["embedded_this_run"] == 12
+    assert summary.models["mobilenet-v2"].embedded_this_run == 12
     a, b = read_store(clean).models["mobilenet-v2"], read_store(broken).models["mobilenet-v2"]
     assert np.array_equal(a.embedding, b.embedding) and np.array_equal(a.state, b.state)
 
@@ -110,11 +110,11 @@ def test_mismatched_model_variant_is_refused_and_store_kept(folder_dataset, tmp_
 def test_unreadable_images_skipped_or_zero_filled(folder_dataset, tmp_path):
     (folder_dataset / "benign" / "benign_05.png").write_bytes(b"\x89PNG truncated")
     summary = _index(folder_dataset, tmp_path / "skip")
-    m = summary["models"]["mobilenet-v2"]
-    assert m["skipped"] == 1 and m["problems"][0]["source"] == "benign/benign_05.png"
-    assert "not a readable image" in m["problems"][0]["reason"]
-    zero = _index(folder_dataset, tmp_path / "zero", on_missing="zero")["models"]["mobilenet-v2"]
-    assert zero["zero-filled"] == 1 and zero["skipped"] == 0
+    m = summary.models["mobilenet-v2"]
+    assert m.skipped == 1 and m.problems[0]["source"] == "benign/benign_05.png"
+    assert "not a readable image" in m.problems[0]["reason"]
+    zero = _index(folder_dataset, tmp_path / "zero", on_missing="zero").models["mobilenet-v2"]
+    assert zero.zero_filled == 1 and zero.skipped == 0
     report = json.loads((tmp_path / "zero" / "index_report.json").read_text())
     assert report["models"]["mobilenet-v2"]["problems"][0]["state"] == "zero-filled"
 

@@ -51,7 +51,7 @@ def _hostile_folder(root):
 def test_every_odd_file_is_indexed_or_reported(tmp_path, tiny):
     root = _hostile_folder(tmp_path / "ds")
     summary = _index(root, tmp_path / "out")
-    problems = {os.path.basename(p["source"]): p["reason"] for p in summary["models"]["tiny"]["problems"]}
+    problems = {os.path.basename(p["source"]): p["reason"] for p in summary.models["tiny"].problems}
     assert "cannot decode" in problems["truncated.jpg"]
     assert "not a readable image" in problems["empty.png"]
     assert "not a readable image" in problems["text.png"]
@@ -80,7 +80,7 @@ def test_permission_denied_is_a_reported_skip(tmp_path, tiny, monkeypatch):
             return real_open(fp, *a, **k)
         monkeypatch.setattr("medsearch.ingest.images.Image.open", deny)
     summary = _index(root, tmp_path / "out")
-    problems = summary["models"]["tiny"]["problems"]
+    problems = summary.models["tiny"].problems
     assert [(p["source"], p["reason"]) for p in problems] == [("a/x.png", "permission denied")]
 
 
@@ -98,7 +98,7 @@ def test_manifest_escape_and_missing_are_reported_not_read(tmp_path, tiny):
         make_image(root / "images" / f"{i}.png", i % 2, i)
     _csv(root / "labels.csv", ["image", "label"],
          [["0.png", "a"], ["1.png", "b"], ["2.png", "a"], ["../../etc/passwd", "b"], ["gone.png", "a"]])
-    problems = {p["id"]: p["reason"] for p in _index(root, tmp_path / "out")["models"]["tiny"]["problems"]}
+    problems = {p["id"]: p["reason"] for p in _index(root, tmp_path / "out").models["tiny"].problems}
     assert problems == {"../../etc/passwd": "path escapes the dataset folder", "gone.png": "file not found"}
 
 
@@ -165,5 +165,5 @@ def test_property_any_manifest_and_bytes_index_or_report(tmp_path_factory, tiny,
     except MedsearchError as exc:
         assert "\n" not in str(exc) and str(exc)
         return
-    m = summary["models"]["tiny"]
-    assert m["embedded"] + m["skipped"] + m["zero-filled"] == summary["rows"]
+    m = summary.models["tiny"]
+    assert m.embedded + m.skipped + m.zero_filled == summary.rows

@@ -64,8 +64,8 @@ def test_a_moved_dataset_is_followed_and_verified_file_by_file(tmp_path, tiny):
     summary = index_tiny(moved, out, moved_from=str(tmp_path / "link" / "first"))
     after = read_store(out)
     assert after.attrs["dataset_root"] == str(moved.resolve()) and after.ids == before.ids
-    assert summary["changes"]["changed_on_disk"] == 1
-    assert summary["models"]["tiny"]["embedded_this_run"] == 1
+    assert summary.changes.changed_on_disk == 1
+    assert summary.models["tiny"].embedded_this_run == 1
     row = after.ids.index("benign/b.png")
     same = [r for r in range(len(after)) if r != row]
     assert (after.models["tiny"].embedding[same] == before.models["tiny"].embedding[same]).all()
@@ -80,15 +80,15 @@ def test_a_file_changed_in_place_is_re_embedded_and_found_by_query(tmp_path, fol
     target = folder_dataset / "benign" / "benign_03.png"
     shutil.copy(folder_dataset / "malignant" / "malignant_07.png", target)  # same name, other image
     summary = index_dataset(str(folder_dataset), out=str(out), **REAL)
-    assert summary["changes"]["changed_on_disk"] == 1 and summary["models"]["mobilenet-v2"]["embedded_this_run"] == 1
+    assert summary.changes.changed_on_disk == 1 and summary.models["mobilenet-v2"].embedded_this_run == 1
     data = read_store(out)
     assert (data.models["mobilenet-v2"].state == EMBEDDED).all()
     hits = query([str(folder_dataset / "malignant" / "malignant_07.png")], index_dir=str(out), k=2,
-                 exclude_self=False)[0]["neighbours"]
-    top = {h["source"]: h["similarity"] for h in hits}  # the index holds the new content under the old row
+                 exclude_self=False)[0].neighbours
+    top = {h.source: h.similarity for h in hits}  # the index holds the new content under the old row
     assert set(top) == {"benign/benign_03.png", "malignant/malignant_07.png"} and min(top.values()) > 0.999
     again = index_dataset(str(folder_dataset), out=str(out), **REAL)
-    assert again["changes"]["changed_on_disk"] == 0 and again["models"]["mobilenet-v2"]["embedded_this_run"] == 0
+    assert again.changes.changed_on_disk == 0 and again.models["mobilenet-v2"].embedded_this_run == 0
 
 
 def test_a_corrected_manifest_updates_the_stored_labels(tmp_path, tiny):
@@ -100,7 +100,7 @@ def test_a_corrected_manifest_updates_the_stored_labels(tmp_path, tiny):
     index_tiny(root, tmp_path / "out")
     (root / "labels.csv").write_text("image,label\n0.png,a\n1.png,b\n2.png,b\n3.png,b\n")
     summary = index_tiny(root, tmp_path / "out")
-    assert summary["changes"]["relabelled"] == 1 and read_store(tmp_path / "out").labels.tolist() == [0, 1, 1, 1]
+    assert summary.changes.relabelled == 1 and read_store(tmp_path / "out").labels.tolist() == [0, 1, 1, 1]
 
 
 # ---- defect 4: duplicates reported, on the real BUSI data ----------------------------------------------------
@@ -109,9 +109,9 @@ def test_a_corrected_manifest_updates_the_stored_labels(tmp_path, tiny):
 def test_real_busi_duplicate_with_two_labels_is_reported(tmp_path, tiny):
     busi = needs_shared("breast-busi")
     summary = index_tiny(busi, tmp_path / "out", workers=2)
-    dup = summary["duplicates"]
-    assert dup["identical_files"] == 1 and dup["with_conflicting_labels"] == 1
-    assert sorted(r["id"] for r in dup["groups"][0]) == ["benign/benign (433).png", "malignant/malignant (145).png"]
+    dup = summary.duplicates
+    assert dup.identical_files == 1 and dup.with_conflicting_labels == 1
+    assert sorted(r["id"] for r in dup.groups[0]) == ["benign/benign (433).png", "malignant/malignant (145).png"]
     data = read_store(tmp_path / "out")
     assert len(data.sha256) == 780 and all(len(s) == 64 for s in data.sha256)
 
@@ -155,9 +155,9 @@ def test_identical_embeddings_are_warned_about(tmp_path, tiny, monkeypatch):
 
     monkeypatch.setattr(index_module, "load_encoder", lambda *a, **k: Flat())
     summary = index_tiny(_two_classes(tmp_path / "ds"), tmp_path / "out")
-    assert summary["models"]["tiny"]["identical_embeddings"]["all_identical"]
+    assert summary.models["tiny"].identical_embeddings["all_identical"]
     again = index_tiny(tmp_path / "ds", tmp_path / "out")  # a run that embeds nothing does not hash every row again
-    assert again["models"]["tiny"]["identical_embeddings"] == {"checked": False, "why": "nothing was embedded in this run"}
+    assert again.models["tiny"].identical_embeddings == {"checked": False, "why": "nothing was embedded in this run"}
 
 
 # ---- defect 10: one line per item ------------------------------------------------------------------------------
@@ -207,10 +207,10 @@ def test_a_copy_of_a_stored_image_is_recognised_as_itself(tmp_path, folder_datas
     outside.parent.mkdir()
     shutil.copy(folder_dataset / "benign" / "benign_05.png", outside)
     res = query([str(outside)], index_dir=str(out), k=5)[0]
-    assert sorted(res["self_ids"]) == ["benign/benign_05.png", "malignant/zz_dup_of_b5.png"]
-    assert all(n["similarity"] < 0.9999 for n in res["neighbours"]) and len(res["neighbours"]) == 5
+    assert sorted(res.self_ids) == ["benign/benign_05.png", "malignant/zz_dup_of_b5.png"]
+    assert all(n.similarity < 0.9999 for n in res.neighbours) and len(res.neighbours) == 5
     kept = query([str(outside)], index_dir=str(out), k=5, exclude_self=False)[0]
-    assert {n["id"] for n in kept["neighbours"][:2]} == set(res["self_ids"])
+    assert {n.id for n in kept.neighbours[:2]} == set(res.self_ids)
 
 
 def test_eval_warns_when_a_test_image_has_a_copy_in_training(tmp_path, tiny):
@@ -221,8 +221,8 @@ def test_eval_warns_when_a_test_image_has_a_copy_in_training(tmp_path, tiny):
     index_tiny(needs_shared("breast-busi"), tmp_path / "out")
     res = evaluate(str(tmp_path / "out"), heads=(), retrieval=False, cv=5, n_boot=10, progress=False,
                    report_dir=str(tmp_path / "report"))
-    assert sum(r["test_rows_with_a_training_copy"] for r in res["split"]["rounds"]) == 2
-    assert any("byte-identical copy among the training images" in w for w in res["warnings"])
+    assert sum(r.test_rows_with_a_training_copy for r in res.split.rounds) == 2
+    assert any("byte-identical copy among the training images" in w for w in res.warnings)
 
 
 def test_non_finite_encoder_output_is_a_skipped_row_not_a_broken_store(tmp_path, tiny, monkeypatch):
@@ -237,6 +237,6 @@ def test_non_finite_encoder_output_is_a_skipped_row_not_a_broken_store(tmp_path,
 
     monkeypatch.setattr(index_module, "load_encoder", lambda *a, **k: Broken())
     summary = index_tiny(_two_classes(tmp_path / "ds"), tmp_path / "out")
-    m = summary["models"]["tiny"]
-    assert m["skipped"] == 1 and m["embedded"] == 3 and "not finite" in m["problems"][0]["reason"]
+    m = summary.models["tiny"]
+    assert m.skipped == 1 and m.embedded == 3 and "not finite" in m.problems[0]["reason"]
     assert np.isfinite(read_store(tmp_path / "out").models["tiny"].embedding).all()

@@ -1,0 +1,153 @@
+"""The options of `medsearch index`, each with its one default, and the checks made on them before any work.
+
+``IndexOptions`` is the single home of every default: ``index_dataset`` starts from it and the CLI reads its
+click defaults from it. Each check names the flag that fixes the problem. The CLI imports this module to
+build its options, so it imports nothing heavy (torch, h5py) until a check runs.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from numbers import Integral
+
+from ..display import printable
+from ..errors import MedsearchError
+from ..options import is_real
+
+DEFAULT_MODEL = "clip-vit-b-32"
+# Smallest centre crop any encoder can tell images apart at; larger sizes are bounded by memory (check_memory).
+MIN_CROP = 16
+# Decoded batches in memory at once: the one being encoded plus embed_rows' prefetch queue.
+BATCHES_IN_MEMORY = 4
+# The options that say how to read the dataset (datasets.scan's keywords).
+SCAN_FIELDS = ("layout", "manifest", "image_col", "label_col", "label_cols", "group_col", "split_col", "images_dir",
+               "task")
+
+
+def default_workers() -> int:
+    """Decode threads when --workers is not given: one per CPU."""
+    return os.cpu_count() or 2
+
+
+@dataclass
+class IndexOptions:
+    """How to index a dataset. ``models`` are encoder names or specs (empty means the default model);
+    ``weights`` are local checkpoints (PATH, or MODEL=PATH with several models); ``name`` is the store key of
+    a single model; the dataset fields follow ``datasets.scan``; ``norm``/``resize``/``crop`` override the
+    encoder's preprocessing; ``on_missing`` is 'skip' or 'zero' for unreadable images; ``commit_every`` is the
+    seconds between store commits; ``moved_from`` is the dataset's old root when the same dataset moved."""
+
+    out: str | None = None
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
+    weights: tuple[str, ...] = ()
+    random_init: bool = False
+    name: str | None = None
+    layout: str = "auto"
+    manifest: str | None = None
+    image_col: str | None = None
+    label_col: str | None = None
+    label_cols: list[str] | None = None
+    group_col: str | None = None
+    split_col: str | None = None
+    images_dir: str | None = None
+    task: str | None = None
+    norm: str | None = None
+    resize: int | None = None
+    crop: int | None = None
+    on_missing: str = "skip"
+    batch_size: int = 64
+    workers: int = default_workers()
+    index_type: str = "flat"
+    device: str = "cpu"
+    commit_every: float = 300.0
+    moved_from: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        self.models = tuple(self.models) or (DEFAULT_MODEL,)
+        self.weights = tuple(self.weights)
+
+    def scan_options(self) -> dict:
+        """The keywords of ``datasets.scan``."""
+        return {f: getattr(self, f) for f in SCAN_FIELDS}
+
+    def store_keys(self) -> dict[str, str]:
+        """Model -> store key (``name`` for the one model, else derived from the model name)."""
+        if self.name and len(self.models) > 1:
+            raise MedsearchError("--name sets the store key of one model: index one --model at a time with it")
+        return {m: store_key(self.name, "--name") if self.name else store_key(m, "--model") for m in self.models}
+
+    def weights_by_model(self) -> dict[str, str]:
+        """Model -> checkpoint path, from ``weights`` (PATH for a single model, MODEL=PATH otherwise)."""
+        out = {}
+        for w in self.weights:
+            model, sep, path = w.partition("=")
+            if sep and model in self.models:
+                out[model] = path
+            elif len(self.models) == 1:
+                out[self.models[0]] = w
+            else:
+                raise MedsearchError(f"with several --model, give --weights as MODEL=PATH (got '{w}')")
+        return out
+
+    def check(self) -> None:
+        """Every numeric option checked before any work, each with the flag that fixes it."""
+        resize, crop = self.resize, self.crop
+        for flag, value in (("--resize", resize), ("--crop", crop)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise MedsearchError(f"{flag} must be a whole number of pixels, got {value!r}")
+            if value < MIN_CROP:
+                raise MedsearchError(f"{flag} {value} is too small: below {MIN_CROP} pixels no encoder can tell images "
+                                     f"apart (the index would be useless); use at least {MIN_CROP}")
+        if resize is not None and crop is not None and crop > resize:
+            raise MedsearchError(f"--crop {crop} is larger than --resize {resize}: the centre crop must fit in the "
+                                 "resized image")
+        if int(self.batch_size) < 1 or int(self.workers) < 1:
+            raise MedsearchError("--batch-size and --workers must be at least 1")
+        if not (is_real(self.commit_every) and self.commit_every >= 0):
+            raise MedsearchError(f"--commit-every must be a number of seconds >= 0, got {self.commit_every!r}")
+        from .encoders import device_for
+
+        device_for(self.device)  # unknown device, or CUDA asked for where there is none
+
+
+def store_key(name: str, flag: str) -> str:
+    """The store key (HDF5 group, index file, journal folder) of a model name or --name; refuses names that
+    clean up to nothing or to a dot name ('.', '..', '.x'), which would alias the index folder itself."""
+    from ..storage.store import model_key
+    from .datasets import is_hidden
+
+    key = model_key(name)
+    if not key or is_hidden(key):
+        raise MedsearchError(f"{flag} '{printable(name)}' gives no usable store key ('{printable(key)}'): use letters, "
+                             "digits, '_', '-' and '.', starting with a letter or digit")
+    return key
+
+
+def check_memory(preprocess, batch_size: int) -> None:
+    """Refuse a --crop / --resize / --batch-size whose decoded batches cannot fit in memory, before any work."""
+    side = max(preprocess.resize, preprocess.crop)
+    per_image = 3 * side * side * 4 * 2  # the resized image and its float tensor
+    need = BATCHES_IN_MEMORY * batch_size * per_image
+    avail = _available_memory()
+    if avail and need > avail // 2:
+        raise MedsearchError(f"--resize {preprocess.resize} / --crop {preprocess.crop} with --batch-size {batch_size} "
+                             f"needs about {need / 2**30:.1f} GiB for its image batches, more than half of the "
+                             f"{avail / 2**30:.1f} GiB available: use a smaller --crop, --resize or --batch-size")
+
+
+def _available_memory() -> int | None:
+    """MemAvailable (free memory plus reclaimable cache), else physical memory; None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
