@@ -6,7 +6,11 @@ Heads (C grid {0.1, 1, 10, 100} for all, as in the paper):
 - svc-linear: SVC(kernel='linear'); svc-rbf: SVC(kernel='rbf'), grid also over gamma {scale, auto}.
 SVMs are scored by decision_function (no Platt scaling); multiclass SVC uses
 decision_function_shape='ovr' so scores are (n, C). Multilabel wraps the classifier in
-OneVsRestClassifier (grid keys gain 'estimator__').
+OneVsRestClassifier.
+
+Grids and settings have one form in the library: short parameter names, e.g. {'C': [0.1, 1.0], 'loss':
+[...]} (HeadSpec.paper_grid). gridsearch_params turns them into the Pipeline's keys ('clf__C', or
+'clf__estimator__C' for multilabel) at the GridSearchCV boundary, and short_params turns them back.
 
 Every head is a Pipeline([('scale', StandardScaler() or 'passthrough'), ('clf', ...)]).
 The paper fed raw embeddings to the heads; we standardise by default (scale=True) because lbfgs and
@@ -72,37 +76,37 @@ class HeadSpec:
             clf = OneVsRestClassifier(clf)
         return scaled(clf, scale)
 
+    def paper_grid(self) -> dict:
+        """The paper's grid of this head, short names: {'C': [...], **extra_grid}."""
+        return {key: list(values) for key, values in {"C": C_GRID, **self.extra_grid}.items()}
+
     def grid(self, task: str) -> dict:
-        check_task(task)
-        prefix = "clf__estimator__" if task == "multilabel" else "clf__"
-        base = {"C": list(C_GRID), **self.extra_grid}
-        return {prefix + key: list(values) for key, values in base.items()}
+        """The paper's grid as GridSearchCV keys of the head's Pipeline for ``task``."""
+        return gridsearch_params(self.paper_grid(), task)
 
 
-HEADS: dict[str, HeadSpec] = {
-    spec.name: spec
-    for spec in (
-        HeadSpec(
-            "lr",
-            "logistic regression (lbfgs, multinomial for multiclass)",
-            lambda: LogisticRegression(max_iter=5000),
-            threshold=0.5,
-        ),
-        HeadSpec(
-            "linear-svc",
-            "linear SVM (liblinear), hinge or squared hinge loss",
-            lambda: LinearSVC(dual=True, max_iter=5000, random_state=0),
-            {"loss": ["hinge", "squared_hinge"]},
-        ),
-        HeadSpec("svc-linear", "SVM with a linear kernel (libsvm)", lambda: SVC(kernel="linear", decision_function_shape="ovr")),
-        HeadSpec(
-            "svc-rbf",
-            "SVM with an RBF kernel (libsvm)",
-            lambda: SVC(kernel="rbf", decision_function_shape="ovr"),
-            {"gamma": ["scale", "auto"]},
-        ),
-    )
-}
+HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in (
+    HeadSpec("lr", "logistic regression (lbfgs, multinomial for multiclass)",
+             lambda: LogisticRegression(max_iter=5000), threshold=0.5),
+    HeadSpec("linear-svc", "linear SVM (liblinear), hinge or squared hinge loss",
+             lambda: LinearSVC(dual=True, max_iter=5000, random_state=0), {"loss": ["hinge", "squared_hinge"]}),
+    HeadSpec("svc-linear", "SVM with a linear kernel (libsvm)", lambda: SVC(kernel="linear", decision_function_shape="ovr")),
+    HeadSpec("svc-rbf", "SVM with an RBF kernel (libsvm)", lambda: SVC(kernel="rbf", decision_function_shape="ovr"),
+             {"gamma": ["scale", "auto"]}),
+)}
+
+
+def gridsearch_params(params: dict, task: str) -> dict:
+    """Short-name parameters (a grid or one setting) as keys of a head's Pipeline for ``task``: 'C' ->
+    'clf__C' ('clf__estimator__C' for multilabel). Keys that already name a step pass unchanged."""
+    check_task(task)
+    prefix = "clf__estimator__" if task == "multilabel" else "clf__"
+    return {key if "__" in key else prefix + key: value for key, value in params.items()}
+
+
+def short_params(params: dict) -> dict:
+    """GridSearchCV keys back to short names: 'clf__estimator__C' -> 'C'."""
+    return {key.rsplit("__", 1)[-1]: value for key, value in params.items()}
 
 
 def get_head(name: str) -> HeadSpec:
@@ -131,25 +135,43 @@ def auc_scorer(task: str):
     return score
 
 
-def _short_params(params: dict) -> dict:
-    return {key.rsplit("__", 1)[-1]: value for key, value in params.items()}
-
-
-def _summarise_warnings(caught, name: str, scale: bool) -> None:
-    """Re-emit warnings from a grid search, folding the many per-fit ConvergenceWarnings into one."""
-    not_converged = 0
+def convergence_warnings(caught) -> int:
+    """How many of the caught warnings are ConvergenceWarnings (summarised by the caller, not shown); the
+    others are re-emitted."""
     for item in caught:
-        if issubclass(item.category, ConvergenceWarning):
-            not_converged += 1
-        else:
+        if not issubclass(item.category, ConvergenceWarning):
             warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    return sum(issubclass(item.category, ConvergenceWarning) for item in caught)
+
+
+def _summarise_warnings(not_converged: int, name: str, scale: bool) -> None:
+    """Fold the many per-fit ConvergenceWarnings of a grid search into one."""
     if not_converged:
         warnings.warn(
             f"head {name!r}: {not_converged} grid-search fit(s) stopped at the iteration limit before converging "
             "(usually at large C); their CV scores are kept" + ("" if scale else "; scale=True converges faster"),
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+            ConvergenceWarning, stacklevel=3)
+
+
+def grid_search_cv(name: str, X, y, task: str, *, folds, grid: dict | None = None, n_jobs: int = 1,
+                   scale: bool = True, fixed: dict | None = None) -> tuple[GridSearchCV, int]:
+    """scikit-learn's GridSearchCV of a head by AUC on the given folds, refitted on all of X: the reference
+    the solvers' fast search reproduces. ``grid`` (default the paper's) and ``fixed`` (parameters set
+    before the search, e.g. {'max_iter': 100}) take short names. Returns (the fitted search, how many
+    fits raised a ConvergenceWarning)."""
+    spec = get_head(name)
+    estimator = spec.make(task, scale=scale).set_params(**gridsearch_params(fixed or {}, task))
+    search = GridSearchCV(estimator, gridsearch_params(spec.paper_grid() if grid is None else grid, task),
+                          scoring=auc_scorer(task), cv=list(folds), refit=True, n_jobs=n_jobs, error_score=np.nan)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        search.fit(np.asarray(X), np.asarray(y))
+    return search, convergence_warnings(caught)
+
+
+def undefined_auc(name: str) -> MedsearchError:
+    return MedsearchError(f"head {name!r}: cross-validated AUC is undefined for every setting; "
+                          "check that every fold holds every class")
 
 
 def fit_head(name: str, X, y, task: str, *, folds, grid: dict | None = None, n_jobs: int = 1, scale: bool = True):
@@ -157,26 +179,12 @@ def fit_head(name: str, X, y, task: str, *, folds, grid: dict | None = None, n_j
 
     Returns (best_estimator, best_params with short names such as {'C': 10}, mean CV AUC).
     """
-    spec = get_head(name)
-    search = GridSearchCV(
-        spec.make(task, scale=scale),
-        spec.grid(task) if grid is None else grid,
-        scoring=auc_scorer(task),
-        cv=list(folds),
-        refit=True,
-        n_jobs=n_jobs,
-        error_score=np.nan,
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        search.fit(np.asarray(X), np.asarray(y))
-    _summarise_warnings(caught, name, scale)
+    search, not_converged = grid_search_cv(name, X, y, task, folds=folds, grid=grid, n_jobs=n_jobs, scale=scale)
+    _summarise_warnings(not_converged, name, scale)
     cv_auc = float(search.best_score_)
     if not np.isfinite(cv_auc):
-        raise MedsearchError(
-            f"head {name!r}: cross-validated AUC is undefined for every setting; check that every fold holds every class"
-        )
-    return search.best_estimator_, _short_params(search.best_params_), cv_auc
+        raise undefined_auc(name)
+    return search.best_estimator_, short_params(search.best_params_), cv_auc
 
 
 # ---- saving without pickle -----------------------------------------------------------------
@@ -195,10 +203,8 @@ def _linear_parts(estimator, name: str):
     members = clf.estimators_ if isinstance(clf, OneVsRestClassifier) else [clf]
     expected = LogisticRegression if name == "lr" else LinearSVC
     if not all(isinstance(m, expected) for m in members):
-        raise MedsearchError(
-            f"head {name!r} does not match the fitted estimator, or a label had a single class in training; "
-            "it cannot be saved"
-        )
+        raise MedsearchError(f"head {name!r} does not match the fitted estimator, or a label had a single class "
+                             "in training; it cannot be saved")
     coef = np.vstack([np.atleast_2d(m.coef_) for m in members]).astype(np.float64)
     intercept = np.concatenate([np.atleast_1d(m.intercept_) for m in members]).astype(np.float64)
     return coef, intercept, mean, scale
@@ -217,9 +223,8 @@ def save_head(path, estimator, *, name: str, task: str, classes, model_key: str,
     """
     check_task(task)
     if name not in SAVABLE_HEADS:
-        raise MedsearchError(
-            f"head {name!r} cannot be saved; only {' and '.join(SAVABLE_HEADS)} heads are linear one-vs-rest models we can store"
-        )
+        raise MedsearchError(f"head {name!r} cannot be saved; only {' and '.join(SAVABLE_HEADS)} heads are linear "
+                             "one-vs-rest models we can store")
     coef, intercept, mean, scale = _linear_parts(estimator, name)
     d = coef.shape[1]
     if not isinstance(encoder, dict):
@@ -251,10 +256,8 @@ def _validate(meta: dict, coef: np.ndarray, intercept: np.ndarray) -> None:
     if meta["task"] == "binary" and n_classes != 2:
         raise MedsearchError(f"a binary head needs 2 classes, got {n_classes}")
     if coef.ndim != 2 or coef.shape != (rows, meta["embedding_dim"]) or intercept.shape != (rows,):
-        raise MedsearchError(
-            f"head arrays have shapes coef {coef.shape}, intercept {intercept.shape}; "
-            f"expected ({rows}, {meta['embedding_dim']}) and ({rows},)"
-        )
+        raise MedsearchError(f"head arrays have shapes coef {coef.shape}, intercept {intercept.shape}; "
+                             f"expected ({rows}, {meta['embedding_dim']}) and ({rows},)")
 
 
 @dataclass(frozen=True)
@@ -308,10 +311,8 @@ class LinearHead:
     def decision_function(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.coef.shape[1]:
-            raise MedsearchError(
-                f"head expects vectors of {self.coef.shape[1]} dimensions, got shape {X.shape}; "
-                f"use embeddings from model {self.model_key!r}"
-            )
+            raise MedsearchError(f"head expects vectors of {self.coef.shape[1]} dimensions, got shape {X.shape}; "
+                                 f"use embeddings from model {self.model_key!r}")
         return ((X - self.scaler_mean) / self.scaler_scale) @ self.coef.T + self.intercept
 
     def scores(self, X) -> np.ndarray:

@@ -2,9 +2,8 @@
 
 scikit-learn's LinearSVC(loss='squared_hinge') solves, per one-vs-rest problem with labels y in {-1, +1},
     min_w f(w) = 1/2 |w|^2 + C sum_i max(0, 1 - y_i w.x~_i)^2,   x~ = [x, s] (the bias is a regularised weight).
-On dense embeddings with more images than dimensions liblinear runs out of its iteration budget here
-(1000 passes of either of its solvers on 6.4k x 1280 standardised embeddings: about 30 s per problem, and
-still short of the optimum). f is piecewise quadratic, so Newton's method with an exact line search ends
+On dense embeddings with more images than dimensions liblinear's solvers run out of their pass budget here
+still short of the optimum. f is piecewise quadratic, so Newton's method with an exact line search ends
 in a few steps (Keerthi & DeCoste 2005, "A modified finite Newton method for fast solution of large scale
 linear SVMs"): with A = {i : y_i w.x~_i < 1}, the step solves (I + 2C X~_A'X~_A) p = -grad f(w). With at
 most a few thousand dimensions that matrix is formed (in float32; the gradient, which decides convergence,
@@ -32,8 +31,7 @@ from .dual import DualLinearSVC, constant_score
 GRAD_TOL = 1e-6  # stop when |grad f(w)| <= GRAD_TOL * |grad f(0)|
 # A squared-hinge step shorter than this (exact Newton on a piecewise quadratic takes t near 1 unless it
 # crosses kinks) means the float32-tracked Hessian has drifted too far for 2C: the next step rebuilds it in
-# float64. Real ODIR lite0, C = 10: without this, Newton sat at t = 0 until the 1000-step cap (33 s, not
-# converged); with it, 3 steps (0.6 s).
+# float64. Without this rebuild Newton can sit at t = 0 until the step cap (seen on real embeddings).
 STALL_STEP = 1e-3
 WOODBURY_ROWS = 64  # see _NewtonSystem
 
@@ -87,7 +85,7 @@ def _outer(rows: np.ndarray, sign=None) -> np.ndarray:
 def _newton_direction(scale: float, H: np.ndarray, g: np.ndarray, exact_rows, exact: bool = False,
                       float64: bool = False) -> tuple[np.ndarray, tuple | None]:
     """-(I + scale H)^-1 g. H is kept by float32 rank updates, so it is float32-accurate anyway: the matrix
-    is factored in float32 (half the time of float64) and the solve refined once against I + scale H in
+    is factored in float32 (cheaper than float64) and the solve refined once against I + scale H in
     float64, as long as the float32 solve is good to 10% (else the matrix is too ill-conditioned for
     float32, as at large penalties, and it is factored in float64; ``float64`` skips the float32 attempt).
     ``exact`` (after a stalled step: the float32 errors in H itself, magnified by a large scale, can make the
@@ -177,11 +175,13 @@ class _NewtonSystem:
 
 def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarray | None = None,
                         gram: np.ndarray | None = None, Xa32: np.ndarray | None = None,
-                        tol: float = GRAD_TOL, max_newton: int = 200) -> tuple[np.ndarray, bool]:
+                        tol: float = GRAD_TOL, max_newton: int = 200, steps: list | None = None
+                        ) -> tuple[np.ndarray, bool]:
     """Minimise f for labels y in {-1, +1} on X~ = ``Xa`` (see augmented). Returns (w, converged).
 
     ``w0`` warm-starts (e.g. the solution at a smaller C); the optimum does not depend on it. ``gram``
     (X~'X~) and ``Xa32`` (X~ as float32) may be passed in when several problems share the data.
+    ``steps``, when given, gets the number of Newton steps taken appended.
     """
     y = np.asarray(y, dtype=np.float64)
     Xa32 = Xa.astype(np.float32) if Xa32 is None else Xa32
@@ -189,25 +189,31 @@ def solve_squared_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0: np.ndarr
     g0 = np.linalg.norm(2.0 * C * (Xa.T @ y))  # |grad f(0)|
     system, stalled = _NewtonSystem(Xa, Xa32, full=gram), False
     z = Xa @ w  # kept up to date by the steps
-    for _ in range(max_newton):
+    converged, taken = False, max_newton
+    for step in range(max_newton):
         active = y * z < 1.0
         g = w + 2.0 * C * (Xa.T @ np.where(active, z - y, 0.0))
         if np.linalg.norm(g) <= tol * g0:
-            return w, True
+            converged, taken = True, step
+            break
         p = system.direction(2.0 * C, g, active, exact=stalled)
         dz = Xa @ p
         t = _step_length(w, p, z, dz, y, C)
         w, z, stalled = w + t * p, z + t * dz, t < STALL_STEP
-    return w, False
+    if steps is not None:
+        steps.append(taken)
+    return w, converged
 
 
-def linear_svc_path(Xa: np.ndarray, targets, Cs, loss: str = "squared_hinge", *,
-                    max_newton: int = 200, squared_first: np.ndarray | None = None) -> list[tuple[np.ndarray, int]]:
+def linear_svc_path(Xa: np.ndarray, targets, Cs, loss: str = "squared_hinge", *, max_newton: int = 200,
+                    squared_first: np.ndarray | None = None, steps: list | None = None
+                    ) -> list[tuple[np.ndarray, int]]:
     """Solve every one-vs-rest problem (``targets``: {-1, +1} vectors) at each C of ``Cs`` (ascending order
     is fastest: each C warm-starts the next). Returns [(W (d+1, K), problems not converged)] in Cs order.
 
     ``squared_first`` (hinge only): the squared hinge's solutions W at Cs[0], which then start the hinge
-    problems there (see hinge_start_from_squared) instead of w = 0.
+    problems there (see hinge_start_from_squared) instead of w = 0. ``steps``, when given, gets each
+    solve's number of Newton steps appended.
     A target with a single sign has no SVM: its column is the constant score scikit-learn's one-vs-rest gives.
     """
     Xa32 = Xa.astype(np.float32)
@@ -224,13 +230,13 @@ def linear_svc_path(Xa: np.ndarray, targets, Cs, loss: str = "squared_hinge", *,
                 column[-1] = constant_score(target) / Xa[0, -1]
             elif loss == "squared_hinge":
                 column, converged = solve_squared_hinge(Xa, target, C, w0=start[k], gram=gram, Xa32=Xa32,
-                                                        max_newton=max_newton)
+                                                        max_newton=max_newton, steps=steps)
                 failed += not converged
                 start[k] = column
             else:
                 w0, alpha0 = start[k] or (None, None)
                 column, alpha, converged = solve_hinge(Xa, target, C, w0=w0, alpha0=alpha0, Xa32=Xa32,
-                                                       max_newton=max_newton)
+                                                       max_newton=max_newton, steps=steps)
                 failed += not converged
                 start[k] = (column, alpha)
             columns.append(column)
@@ -240,9 +246,9 @@ def linear_svc_path(Xa: np.ndarray, targets, Cs, loss: str = "squared_hinge", *,
 
 def hinge_start_from_squared(Xa, y, C: float, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A warm start for the hinge problem at C from the squared hinge's solution w at the same C: w itself
-    and its dual point 2C max(0, 1 - margin) clipped into the hinge's box [0, C]. On one fold of the 7-class
-    benchmark it cut that fold's hinge path from 26.9 s (cold first C) to 22.0 s; starting every C from the
-    squared hinge, or from the better of the two starts, gained no more."""
+    and its dual point 2C max(0, 1 - margin) clipped into the hinge's box [0, C]: a feasible start closer
+    to the optimum than w = 0. Only the first C of a path starts so; the later ones warm-start from the
+    previous C (starting every C from the squared hinge gained nothing in the benchmarks)."""
     return w, np.clip(2.0 * C * np.maximum(0.0, 1.0 - y * (Xa @ w)), 0.0, C)
 
 
@@ -255,21 +261,22 @@ FREE_BIAS_SCALING = 1e3
 
 class PrimalLinearSVC(DualLinearSVC):
     """A LinearSVC whose problems (either loss) go through ``linear_svc_path``: same problem, parameters and
-    attributes as liblinear's; ``max_iter`` caps the Newton steps. Takes 2-D 0/1 labels (multilabel) like
-    DualLinearSVC.
+    attributes as liblinear's; ``max_iter`` caps the Newton steps of each solve, ``n_iter_`` is the most
+    any solve took. Takes 2-D 0/1 labels (multilabel) like DualLinearSVC.
     """
 
-    def _weights(self, X: np.ndarray, targets) -> tuple[np.ndarray, bool]:
+    def _weights(self, X: np.ndarray, targets) -> tuple[np.ndarray, bool, int]:
         Xa = augmented(X, self.intercept_scaling)
         Cs = continuation(float(self.C)) if self.loss == "squared_hinge" else [float(self.C)]
-        W, failed = linear_svc_path(Xa, targets, Cs, self.loss, max_newton=int(self.max_iter))[-1]
-        return W.T, failed == 0
+        steps = [0]
+        W, failed = linear_svc_path(Xa, targets, Cs, self.loss, max_newton=int(self.max_iter), steps=steps)[-1]
+        return W.T, failed == 0, max(steps)
 
 
 def continuation(C: float, start: float = 0.1) -> list[float]:
     """C / 10^k, ..., C / 10, C from the first value at or below ``start``: a squared-hinge solve at a large C
     from w = 0 crosses kinks at almost every Newton step, and the path through smaller C warm-starts it
-    (7-class benchmark, 8000 x 1280, C = 100: 67.7 s from w = 0, 9.1 s through 0.1, 1 and 10). The hinge
+    with a few steps per C. The hinge
     solver has its own cold start (COLD_SIGMA) and gains nothing from a path."""
     ladder = [C]
     while ladder[0] > start:
@@ -326,10 +333,12 @@ def hinge_gap(Xa, y, C, w, alpha, margins=None) -> tuple[float, float]:
 
 
 def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None, Xa32=None,
-                gap_tol: float = HINGE_GAP, max_newton: int = 500) -> tuple[np.ndarray, np.ndarray, bool]:
+                gap_tol: float = HINGE_GAP, max_newton: int = 500, steps: list | None = None
+                ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Minimise the hinge-loss problem for labels y in {-1, +1} on X~ = ``Xa``. Returns (w, alpha, converged).
 
-    ``w0`` / ``alpha0`` warm-start (e.g. from a smaller C; alpha is clipped to [0, C]).
+    ``w0`` / ``alpha0`` warm-start (e.g. from a smaller C; alpha is clipped to [0, C]). ``steps``, when
+    given, gets the number of Newton steps taken appended.
     """
     n, dim = Xa.shape
     y = np.asarray(y, dtype=np.float64)
@@ -337,20 +346,19 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
     lam = np.zeros(n) if alpha0 is None else -np.clip(alpha0, 0.0, C)
     # Warm-started, the band starts 1 wide (sigma = C); a narrow one at small C makes Newton cross kinks at
     # every step. From w = 0 at large C, sigma = C can stall where the classes are (nearly) separable, the
-    # multipliers far below C (real ODIR lite0, label H, C = 100: 1000 Newton steps, 178 s, objective still
-    # 6% above the optimum; from sigma = 0.1: 3.7 s; `bench_linear_svc_solvers.py --cold --label 5`), and
-    # is slower on most other problems tried.
+    # multipliers far below C (seen on real embeddings: the step cap reached short of the optimum, where a
+    # small start converges; `bench_linear_svc_solvers.py --cold`), and is slower on most other problems.
     sigma = C if w0 is not None or alpha0 is not None else min(C, COLD_SIGMA)
     # A large intercept scaling (SVC-linear's free bias) leaves the bias direction without the identity's
     # help, so its Newton step hangs on a small Schur complement that float32 (in the rank updates or the
-    # factor) cannot resolve: real ODIR mobilenet-v2, one label at C = 100, the multipliers lost the balance
-    # sum(alpha y) = 0 and the solve stopped at the 1000-step cap after 66 s; in float64, 6.4 s.
+    # factor) cannot resolve (seen on real embeddings: the multipliers lost the balance sum(alpha y) = 0 and
+    # the solve stopped at the step cap); in float64 it converges.
     free_bias = Xa[0, -1] > 1.0
     Xa32 = Xa if free_bias else (Xa.astype(np.float32) if Xa32 is None else Xa32)
     system = _NewtonSystem(Xa, Xa32, float64=free_bias)
-    steps = 0
+    taken, converged = 0, False
     margins = y * (Xa @ w)  # kept up to date by the steps below, recomputed once per outer step
-    while steps < max_newton:
+    while taken < max_newton:
         # inner: Newton on phi until its gradient is small against the current infeasibility
         for _ in range(50):
             v = margins + lam / sigma
@@ -358,19 +366,22 @@ def solve_hinge(Xa: np.ndarray, y: np.ndarray, C: float, *, w0=None, alpha0=None
             nz = np.flatnonzero(slope)  # rows beyond the margin add nothing: most of them, one-vs-rest
             g = w + Xa[nz].T @ (slope[nz] * y[nz])
             band = (v < 1.0) & (v >= 1.0 - C / sigma)
-            if np.linalg.norm(g) <= 1e-3 * max(1.0, np.linalg.norm(w)) / sigma or steps >= max_newton:
+            if np.linalg.norm(g) <= 1e-3 * max(1.0, np.linalg.norm(w)) / sigma or taken >= max_newton:
                 break
             # (no stall rebuild here: short steps are common after multiplier updates, and rebuilding H on
-            # them cost time on the 7-class benchmark without saving Newton steps)
+            # them costs a float64 product without saving Newton steps)
             p = system.direction(sigma, g, band)
             dv = y * (Xa @ p)
             t = _hinge_step_length(w, p, v, dv, C, sigma)
             w, margins = w + t * p, margins + t * dv
-            steps += 1
+            taken += 1
         margins = y * (Xa @ w)
         lam = _envelope_slope(margins + lam / sigma, C, sigma)
         primal, gap = hinge_gap(Xa, y, C, w, -lam, margins)
-        if gap <= gap_tol * max(primal, 1e-12):
-            return w, -lam, True
+        converged = gap <= gap_tol * max(primal, 1e-12)
+        if converged:
+            break
         sigma = min(SIGMA_GROWTH * sigma, SIGMA_MAX * C)  # beyond that, rounding in I + sigma G outgrows I
-    return w, -lam, False
+    if steps is not None:
+        steps.append(taken)
+    return w, -lam, converged

@@ -6,7 +6,8 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from medsearch.errors import MedsearchError
-from medsearch.evaluation.heads import ENCODER_FIELDS, HEADS, SAVE_FORMAT, LinearHead, fit_head, head_scores, load_head, save_head
+from medsearch.evaluation.heads import (ENCODER_FIELDS, HEADS, SAVE_FORMAT, LinearHead, fit_head, grid_search_cv,
+                                        gridsearch_params, head_scores, load_head, save_head, short_params)
 from medsearch.evaluation.metrics import auc
 from medsearch.evaluation.splits import cv_splits
 
@@ -70,6 +71,26 @@ def test_grids_follow_the_paper():
     assert HEADS["linear-svc"].grid("multiclass")["clf__loss"] == ["hinge", "squared_hinge"]
     assert HEADS["svc-rbf"].grid("multilabel")["clf__estimator__gamma"] == ["scale", "auto"]
     assert set(HEADS["svc-linear"].grid("multilabel")) == {"clf__estimator__C"}
+
+
+def test_short_names_are_the_one_grid_form_converted_at_the_gridsearchcv_boundary():
+    assert HEADS["linear-svc"].paper_grid() == {"C": [0.1, 1.0, 10.0, 100.0], "loss": ["hinge", "squared_hinge"]}
+    assert gridsearch_params({"C": [1.0], "gamma": ["scale"]}, "binary") == {"clf__C": [1.0], "clf__gamma": ["scale"]}
+    assert gridsearch_params({"C": 1.0}, "multilabel") == {"clf__estimator__C": 1.0}
+    assert gridsearch_params({"clf__C": [1.0]}, "multilabel") == {"clf__C": [1.0]}  # already a Pipeline key
+    assert short_params({"clf__estimator__C": 1.0, "clf__loss": "hinge"}) == {"C": 1.0, "loss": "hinge"}
+    for name, spec in HEADS.items():
+        assert spec.grid("multiclass") == gridsearch_params(spec.paper_grid(), "multiclass"), name
+
+
+def test_grid_search_cv_takes_short_names_and_fixed_parameters():
+    X, y = _toy("multilabel")
+    folds = cv_splits(y, "multilabel", n_splits=3, seed=0)
+    search, not_converged = grid_search_cv("linear-svc", X, y, "multilabel", folds=folds,
+                                           grid={"C": [1.0], "loss": ["squared_hinge"]}, fixed={"max_iter": 1})
+    assert short_params(search.best_params_) == {"C": 1.0, "loss": "squared_hinge"}
+    assert not_converged > 0  # counted, not shown
+    assert search.best_estimator_[-1].estimator.max_iter == 1
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # unscaled linear-svc

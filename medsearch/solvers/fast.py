@@ -1,0 +1,133 @@
+"""The fast backend of search_heads: what GridSearchCV computes (backend "reference"), with less work.
+
+Same heads, grids, folds, AUC scorer and refit rule (best mean fold AUC, first in grid order on ties, NaN
+folds make a setting's mean NaN). Each head goes through the solver routing.route picks for it, in the
+cross-validation and in the final refit. The work is cut into units (units.py): one per (setting, fold)
+for scikit-learn heads, one per (head, fold) for the primal solver (every C of a fold warm-starts the
+next), one per fold for the heads on a precomputed kernel (one Gram matrix serves them all).
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from joblib import Parallel, delayed, parallel_config
+from threadpoolctl import threadpool_limits
+
+from ..evaluation.heads import undefined_auc
+from .headfit import HeadFit, best_setting, cv_table, grid_settings
+from .routing import DUAL, KERNEL, PRIMAL, refit_estimator, route, route_note
+from .units import counting_fit, kernel_unit, make_folds, plain_unit, primal_unit
+
+
+class _Unit(NamedTuple):
+    kind: str        # "primal", "kernel" or "plain"
+    key: object      # head name (primal), None (kernel), (head name, setting index) (plain)
+    fold: int
+    fn: object
+    args: tuple
+
+
+@dataclass
+class _Tally:
+    """One head's fold scores (settings x folds) and its summed seconds, unconverged fits and fits."""
+    scores: np.ndarray
+    seconds: float = 0.0
+    not_converged: int = 0
+    fits: int = 0
+
+    def add(self, seconds: float, not_converged: int, fits: int) -> None:
+        self.seconds += seconds
+        self.not_converged += not_converged
+        self.fits += fits
+
+
+def _units(names, solvers, settings, grids, task, fold_data, max_iter) -> list[_Unit]:
+    """Every unit of the search, biggest first for an even load across workers: a primal unit solves
+    every C of its head on a fold."""
+    n_folds = len(fold_data)
+    units = [_Unit("primal", name, f, primal_unit, (name, settings[name], task, fold_data[f], max_iter))
+             for name in sorted(n for n in names if solvers[n] == PRIMAL) for f in range(n_folds)]
+    on_kernel = {name: solvers[name] for name in names if solvers[name] in (KERNEL, DUAL)}
+    if on_kernel:
+        units += [_Unit("kernel", None, f, kernel_unit, (on_kernel, task, grids, fold_data[f], max_iter))
+                  for f in range(n_folds)]
+    units += [_Unit("plain", (name, i), f, plain_unit, (name, task, settings[name][i], fold_data[f]))
+              for name in names if solvers[name] not in (PRIMAL, KERNEL, DUAL)
+              for f in range(n_folds) for i in range(len(settings[name]))]
+    return units
+
+
+def _record(unit: _Unit, outcome, tallies: dict[str, _Tally]) -> None:
+    f = unit.fold
+    if unit.kind == "kernel":
+        for name, (values, seconds, fits, n_warn) in outcome.items():
+            tallies[name].scores[:, f] = values
+            tallies[name].add(seconds, n_warn, fits)
+        return
+    per_setting = outcome.items() if unit.kind == "primal" else [(unit.key[1], outcome)]
+    name = unit.key if unit.kind == "primal" else unit.key[0]
+    for i, (score, seconds, n_warn) in per_setting:
+        tallies[name].scores[i, f] = score
+        tallies[name].add(seconds, n_warn, 1)
+
+
+def _refit(name, task, solver, setting, X, y, scale, max_iter):
+    estimator = refit_estimator(name, task, solver, setting, scale=scale, max_iter=max_iter)
+    t0 = time.perf_counter()
+    n_warn = counting_fit(estimator, X, y)
+    n_warn += not getattr(estimator[-1], "converged_", True)
+    return estimator, time.perf_counter() - t0, n_warn
+
+
+def _run(units: list[_Unit], n_jobs: int, tallies) -> None:
+    """Run the units and record their outcomes. With primal units in worker processes: scipy's LAPACK
+    wrappers (the primal solvers' Cholesky factorisations) and numpy's many small operations hold the
+    GIL, so threads would serialise them (joblib memory-maps the fold arrays for the workers). Otherwise
+    in threads (libsvm and BLAS release the GIL), which spare small searches the workers' start-up. BLAS
+    gets one thread either way, since small matrix products slow down badly when oversubscribed: in the
+    workers through joblib, in this process through the caller's threadpool_limits."""
+    processes = any(unit.kind == "primal" for unit in units)
+    workers = dict(backend="loky", inner_max_num_threads=1) if processes else dict(backend="threading")
+    with parallel_config(**workers):
+        outcomes = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(u.fn)(*u.args) for u in units)
+    for unit, outcome in zip(units, outcomes):
+        _record(unit, outcome, tallies)
+
+
+def search_fast(names, X, y, task: str, *, folds, grids: dict, scale: bool, n_jobs: int,
+                linear_svc_max_iter: int | None, on_done=None) -> dict[str, HeadFit]:
+    """search_heads' fast backend; arguments as there, already checked."""
+    fold_data = make_folds(X, y, folds, scale)
+    n_train, (n_rows, n_features) = max(tr.size for tr, _ in folds), X.shape
+    solvers = {name: route(name, task, n_train, n_rows, n_features) for name in names}
+    settings = {name: grid_settings(grids[name]) for name in names}
+    tallies = {name: _Tally(np.full((len(settings[name]), len(folds)), np.nan)) for name in names}
+    units = _units(names, solvers, settings, grids, task, fold_data, linear_svc_max_iter)
+    n_jobs = max(1, int(n_jobs))
+    # threadpool_limits is process-wide (set per thread, its exits would undo each other): one for the
+    # units run in threads and the refits
+    with threadpool_limits(1), ThreadPoolExecutor(n_jobs) as pool:
+        _run(units, n_jobs, tallies)
+        chosen = {}
+        for name in names:
+            chosen[name] = best_setting(tallies[name].scores)
+            if chosen[name][0] < 0:
+                raise undefined_auc(name)
+        refits = {name: pool.submit(_refit, name, task, solvers[name], settings[name][chosen[name][0]], X, y, scale,
+                                    linear_svc_max_iter) for name in names}
+        results = {}
+        for name in names:
+            estimator, seconds, n_warn = refits[name].result()
+            (best, means), tally = chosen[name], tallies[name]
+            note = route_note(name, solvers[name], n_train, n_rows, n_features)
+            results[name] = HeadFit(
+                name=name, estimator=estimator, params=dict(settings[name][best]), cv_auc=float(means[best]),
+                cv_results=cv_table(settings[name], means, tally.scores), seconds=tally.seconds + seconds,
+                not_converged=tally.not_converged + n_warn, n_fits=tally.fits + 1, notes=[note] if note else [])
+            if on_done:
+                on_done(results[name])
+    return results
