@@ -2,6 +2,8 @@
 
 Rows are model x method; head and k-NN rows fill the classification columns, the retrieval row fills
 P@k / mAP@k; '-' marks a figure that does not apply. Every file is written atomically.
+Renderers read the JSON form (``EvalResult.to_json()``, the same dict as a report's results.json, so a saved
+report can be rendered again); the public ones also take the EvalResult itself.
 """
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ CSV_FIELDS = ("model", "method", "auc", "auc_lo", "auc_hi", "accuracy", "precisi
               "precision@k", "map@k", "acc@k", "k", "fit_seconds", "params", "delta_vs_best", "delta_p")
 
 
+def _as_json(results) -> dict:
+    """The JSON form of an EvalResult (a dict is taken as it is)."""
+    return results.to_json() if hasattr(results, "to_json") else results
+
+
 def _num(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -29,8 +36,9 @@ def _top_k(results: dict) -> int:
     return 10 if 10 in ks else max(ks)
 
 
-def table_rows(results: dict) -> list[list[str]]:
+def table_rows(results) -> list[list[str]]:
     """One row of display strings per model x method, in COLUMNS order."""
+    results = _as_json(results)
     k = _top_k(results)
     rows = []
     for key, model in results["models"].items():
@@ -64,55 +72,64 @@ def _params_text(params) -> str:
     return ", ".join(f"{k}={v}" for k, v in (params or {}).items()) or "-"
 
 
-def format_eval_results(results: dict) -> str:
+def format_eval_results(results) -> str:
     """The terminal report: main table, retrieval detail, deltas, parameters, split, reference."""
+    results = _as_json(results)
     k = _top_k(results)
-    split = results["split"]
     out = [f"medsearch eval: {printable(results['index_dir'])} ({results['store']['task']}, "
            f"{len(results['store']['label_names'])} labels)", "",
            _aligned(_columns(k), table_rows(results)), ""]
     for key, model in results["models"].items():
-        retrieval = model["methods"].get("retrieval")
-        if retrieval:
-            r = retrieval["metrics"]
-            ks = results["config"]["ks"]
-            out.append(f"{key} retrieval (test images query the training images): " + "; ".join(
-                f"@{q}: P {_num(r.get(f'precision@{q}'))}, mAP {_num(r.get(f'map@{q}'))}, acc {_num(r.get(f'acc@{q}'))}"
-                for q in sorted(ks)))
-        if model["best"]:
-            best_label = model["methods"][model["best"]]["label"]
-            out.append(f"{key} paired bootstrap AUC deltas against the best method ({best_label}):")
-            for m, d in model["deltas"].items():
-                out.append(f"  {model['methods'][m]['label']:<11} {_signed(d['delta'])} "
-                           f"[{_signed(d['lo'])}, {_signed(d['hi'])}]  p={_num(d['p_value'])}")
-        out.append(f"{key} chosen settings:")
-        for m in model["methods"].values():
-            if m["kind"] != "retrieval":
-                cv = m["cv_auc"]
-                cv_text = _num(cv) if not isinstance(cv, list) else ", ".join(_num(c) for c in cv)
-                extra = f"; {m['not_converged']} fit(s) stopped at the iteration limit" if m.get("not_converged") else ""
-                out.append(f"  {m['label']:<11} {_params_text(m['params'])} (CV AUC {cv_text}{extra})")
-        if model.get("saved_head"):
-            out.append(f"{key} saved head: {printable(model['saved_head'])}")
-        out.append("")
-    rounds = split["rounds"]
-    both = [r["groups_in_both"] for r in rounds if r["groups_in_both"] is not None]
+        out += _model_lines(key, model, results["config"]["ks"])
+    split = results["split"]
+    both = [r["groups_in_both"] for r in split["rounds"] if r["groups_in_both"] is not None]
     out.append(f"split: {split['description']}; {split['n_train']} train / {split['n_test']} test rows"
                + (f"; patients on both sides: {max(both)}" if both else ""))
-    for note in results["notes"]:
-        out.append(f"note: {note}")
-    for warning in results["warnings"]:
-        out.append(f"warning: {warning}")
-    ref = results.get("reference")
-    if ref:
-        out.append("")
-        out.append(f"reference figures for {ref['name']}" + (f" ({ref['anchor_note']})" if ref.get("anchor_note") else "") + ":")
-        for row in ref["rows"]:
-            figure = "not recorded" if row["auc"] is None else f"AUC {row['auc']:.4f}"
-            what = " ".join(x for x in (row["kind"], row.get("model") or "", row.get("head") or "") if x)
-            out.append(f"  {what:<40} {figure:<14} {row['table']}, {row['source'].split(',')[0]}")
+    out += [f"note: {note}" for note in results["notes"]]
+    out += [f"warning: {warning}" for warning in results["warnings"]]
+    out += _reference_lines(results.get("reference"))
     out.append(f"report: {results.get('report_dir', '-')}")
     return "\n".join(out) + "\n"
+
+
+def _model_lines(key: str, model: dict, ks) -> list[str]:
+    """One model's retrieval detail, deltas against the best method, chosen settings and saved head."""
+    out = []
+    retrieval = model["methods"].get("retrieval")
+    if retrieval:
+        r = retrieval["metrics"]
+        out.append(f"{key} retrieval (test images query the training images): " + "; ".join(
+            f"@{q}: P {_num(r.get(f'precision@{q}'))}, mAP {_num(r.get(f'map@{q}'))}, acc {_num(r.get(f'acc@{q}'))}"
+            for q in sorted(ks)))
+    if model["best"]:
+        best_label = model["methods"][model["best"]]["label"]
+        out.append(f"{key} paired bootstrap AUC deltas against the best method ({best_label}):")
+        for m, d in model["deltas"].items():
+            out.append(f"  {model['methods'][m]['label']:<11} {_signed(d['delta'])} "
+                       f"[{_signed(d['lo'])}, {_signed(d['hi'])}]  p={_num(d['p_value'])}")
+    out.append(f"{key} chosen settings:")
+    for m in model["methods"].values():
+        if m["kind"] != "retrieval":
+            cv = m["cv_auc"]
+            cv_text = _num(cv) if not isinstance(cv, list) else ", ".join(_num(c) for c in cv)
+            extra = f"; {m['not_converged']} fit(s) stopped at the iteration limit" if m.get("not_converged") else ""
+            out.append(f"  {m['label']:<11} {_params_text(m['params'])} (CV AUC {cv_text}{extra})")
+    if model.get("saved_head"):
+        out.append(f"{key} saved head: {printable(model['saved_head'])}")
+    out.append("")
+    return out
+
+
+def _reference_lines(ref: dict | None) -> list[str]:
+    if not ref:
+        return []
+    out = ["", f"reference figures for {ref['name']}" + (f" ({ref['anchor_note']})" if ref.get("anchor_note") else "")
+           + ":"]
+    for row in ref["rows"]:
+        figure = "not recorded" if row["auc"] is None else f"AUC {row['auc']:.4f}"
+        what = " ".join(x for x in (row["kind"], row.get("model") or "", row.get("head") or "") if x)
+        out.append(f"  {what:<40} {figure:<14} {row['table']}, {row['source'].split(',')[0]}")
+    return out
 
 
 def _signed(value) -> str:
@@ -122,7 +139,9 @@ def _signed(value) -> str:
 # ---- files -------------------------------------------------------------------------------------
 
 
-def csv_text(results: dict) -> str:
+def csv_text(results) -> str:
+    """results.csv: one row per model x method (P@k, mAP@k, acc@k at the table's k for retrieval)."""
+    results = _as_json(results)
     k = _top_k(results)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
@@ -144,7 +163,9 @@ def csv_text(results: dict) -> str:
     return buf.getvalue()
 
 
-def markdown_text(results: dict) -> str:
+def markdown_text(results) -> str:
+    """results.md: the split, the main table, the notes and warnings, and the reference figures."""
+    results = _as_json(results)
     k = _top_k(results)
     header = _columns(k)
     lines = [f"# medsearch eval: {printable(results['index_dir'])}", "",
@@ -214,8 +235,11 @@ def _roc_points(y, scores, task, roc_curve):
     return grid, (np.mean(curves, axis=0) if curves else grid)
 
 
-def write_report(results: dict, curves: dict, folder) -> dict[str, str]:
-    """Write results.json, results.csv, results.md and roc-<model>.png into ``folder``; returns their paths."""
+def write_report(results, curves: dict, folder) -> dict[str, str]:
+    """Write results.json, results.csv, results.md and roc-<model>.png into ``folder``; returns their paths.
+
+    ``curves``: {model: {'y', 'scores': {method: pooled test scores}, 'task', 'label_names', 'best'}}."""
+    results = _as_json(results)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "results.json", "csv": folder / "results.csv", "markdown": folder / "results.md"}

@@ -49,7 +49,8 @@ def _check_mode(mode: str) -> None:
         raise MedsearchError(f"unknown split mode {mode!r}; use one of {', '.join(MODES)}")
 
 
-def _check_strata(strata: np.ndarray, task: str, needed: int, what: str) -> None:
+def _check_strata(strata: np.ndarray, task: str, needed: int, what: str, names=None) -> None:
+    """Each class needs ``needed`` rows; a class too small is named by ``names[class]`` when given, else its code."""
     values, counts = np.unique(strata, return_counts=True)
     if task != "multilabel" and values.size < 2:
         raise MedsearchError(f"only one class present; {what} needs at least two classes")
@@ -59,8 +60,9 @@ def _check_strata(strata: np.ndarray, task: str, needed: int, what: str) -> None
         return
     small = counts < needed
     if small.any():
+        code = values[small][0].item()
         raise MedsearchError(
-            f"class {values[small][0].item()!r} has only {counts[small][0]} image(s); {what} needs at least {needed} "
+            f"class {names[code] if names is not None else code!r} has only {counts[small][0]} image(s); {what} needs at least {needed} "
             "per class - drop or merge that class, or use fewer folds"
         )
 
@@ -80,14 +82,16 @@ def _sorted_pairs(pairs) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def cv_splits(
-    y, task: str, *, groups=None, n_splits: int = 5, seed: int = 0, mode: str = "grouped"
+    y, task: str, *, groups=None, n_splits: int = 5, seed: int = 0, mode: str = "grouped", names=None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified (group-aware in 'grouped' mode) K-fold splits as a list of (train_idx, test_idx)."""
+    """Stratified (group-aware in 'grouped' mode) K-fold splits as a list of (train_idx, test_idx).
+
+    ``names``: the class names, for an error about a class too small to split (default: its code)."""
     _check_mode(mode)
     if n_splits < 2:
         raise MedsearchError("cross-validation needs at least 2 folds")
     strata = stratification_labels(y, task, min_count=n_splits)
-    _check_strata(strata, task, n_splits, f"{n_splits}-fold cross-validation")
+    _check_strata(strata, task, n_splits, f"{n_splits}-fold cross-validation", names)
     n = strata.shape[0]
     if groups is not None and mode == "grouped":
         groups = _check_groups(groups, n, n_splits)
@@ -102,12 +106,13 @@ def cv_splits(
 
 
 def holdout_split(
-    y, task: str, *, groups=None, test_size: float = 0.2, seed: int = 0, mode: str = "grouped"
+    y, task: str, *, groups=None, test_size: float = 0.2, seed: int = 0, mode: str = "grouped", names=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified train/test split (80/20 by default, as in the paper).
 
     Grouped mode with groups takes the first fold of StratifiedGroupKFold with
-    n_splits = round(1 / test_size), so the test share is only approximately ``test_size``.
+    n_splits = round(1 / test_size), so the test share is only approximately ``test_size``. ``names``: as
+    for cv_splits.
     """
     _check_mode(mode)
     if not 0.0 < test_size < 1.0:
@@ -116,9 +121,9 @@ def holdout_split(
         n_splits = round(1.0 / test_size)
         if n_splits < 2:
             raise MedsearchError(f"test_size {test_size} is too large for a grouped split; use at most 0.5")
-        return cv_splits(y, task, groups=groups, n_splits=n_splits, seed=seed, mode=mode)[0]
+        return cv_splits(y, task, groups=groups, n_splits=n_splits, seed=seed, mode=mode, names=names)[0]
     strata = stratification_labels(y, task, min_count=2)
-    _check_strata(strata, task, 2, "a stratified train/test split")
+    _check_strata(strata, task, 2, "a stratified train/test split", names)
     n = strata.shape[0]
     try:
         train, test = train_test_split(np.arange(n), test_size=test_size, stratify=strata, random_state=seed)

@@ -21,7 +21,7 @@ from ..conftest import FAST, QUICK, make_store, needs_shared
 @pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
 def test_every_method_separates_clusters(tmp_path, task):
     store = make_store(tmp_path / "s", task, spread=2.5)
-    r = evaluate(store, report_dir=tmp_path / "rep", **QUICK)
+    r = evaluate(store, report_dir=tmp_path / "rep", **QUICK).to_json()
     methods = r["models"]["m1"]["methods"]
     assert set(methods) == {"lr", "linear-svc", "svc-linear", "svc-rbf", "knn", "retrieval"}
     for name, m in methods.items():
@@ -45,13 +45,13 @@ def _sides(r, store):
 
 def test_grouped_split_keeps_patients_on_one_side(tmp_path):
     store = make_store(tmp_path / "s", "binary", n=160, groups_of=4)
-    r = evaluate(store, heads=("lr",), report_dir=tmp_path / "rep", **QUICK)
+    r = evaluate(store, heads=("lr",), report_dir=tmp_path / "rep", **QUICK).to_json()
     assert r["split"]["mode"] == "grouped" and r["warnings"] == []
     (train, test), = _sides(r, store)
     assert train and test and not train & test
     assert r["split"]["rounds"][0]["groups_in_both"] == 0
 
-    r = evaluate(store, heads=(), cv=3, report_dir=tmp_path / "rep2", **QUICK)
+    r = evaluate(store, heads=(), cv=3, report_dir=tmp_path / "rep2", **QUICK).to_json()
     rounds = _sides(r, store)
     assert len(rounds) == 3 and all(not tr & te for tr, te in rounds)
     tested = sorted(i for rd in r["split"]["rounds"] for i in rd["test_rows"])
@@ -61,17 +61,17 @@ def test_grouped_split_keeps_patients_on_one_side(tmp_path):
 
 def test_paper_split_warns_when_groups_exist(tmp_path, capsys):
     store = make_store(tmp_path / "s", "binary", n=160, groups_of=4)
-    r = evaluate(store, heads=(), split="paper", report_dir=tmp_path / "rep", **QUICK)
+    r = evaluate(store, heads=(), split="paper", report_dir=tmp_path / "rep", **QUICK).to_json()
     assert r["split"]["mode"] == "paper" and "leak" in r["split"]["description"]
     assert len(r["warnings"]) == 1 and "patient" in r["warnings"][0]
     assert "warning" in capsys.readouterr().err
     plain = make_store(tmp_path / "plain", "binary", n=160)
-    assert evaluate(plain, heads=(), split="paper", report_dir=tmp_path / "rep2", **QUICK)["warnings"] == []
+    assert evaluate(plain, heads=(), split="paper", report_dir=tmp_path / "rep2", **QUICK).warnings == []
 
 
 def test_official_split_is_used_when_the_store_has_one(tmp_path):
     store = make_store(tmp_path / "s", "multiclass", n=150, official=True)
-    r = evaluate(store, heads=("lr",), knn=False, report_dir=tmp_path / "rep", **QUICK)
+    r = evaluate(store, heads=("lr",), knn=False, report_dir=tmp_path / "rep", **QUICK).to_json()
     assert r["split"]["mode"] == "official"
     assert r["split"]["rounds"][0]["test_rows"] == [i for i in range(150) if i % 5 == 0]
     with pytest.raises(MedsearchError, match="no official"):
@@ -152,6 +152,15 @@ def test_errors_are_one_line(tmp_path):
     assert "cannot be combined" in _one_line_error(lambda: evaluate(store, cv=5, split="official", **rep))
 
 
+def test_a_class_too_small_to_split_is_named_with_the_flag(tmp_path):
+    store = make_store(tmp_path / "s", "multiclass", n=60)
+    data = read_store(store)
+    data.labels[np.flatnonzero(data.labels == 2)[3:]] = 0  # class 'c' keeps 3 images
+    write_store(data, store)
+    message = _one_line_error(lambda: evaluate(store, cv=5, report_dir=tmp_path / "rep", **QUICK))
+    assert message.startswith("--cv 5: class 'c' has only 3 image(s)"), message
+
+
 def test_cli_exit_codes(tmp_path):
     store = make_store(tmp_path / "s", "binary", n=80, models=("m1", "m2"))
     runner = CliRunner()
@@ -174,7 +183,7 @@ def test_saved_head_matches_the_evaluated_one(tmp_path):
     store = make_store(tmp_path / "s", "multiclass", n=150, spread=2.5)
     r = evaluate(store, heads=("lr", "linear-svc"), knn=False, retrieval=False, save_head="linear-svc",
                  report_dir=tmp_path / "rep", **QUICK)
-    path = r["models"]["m1"]["saved_head"]
+    path = r.models["m1"].saved_head
     assert path == str(store / "heads" / "m1-linear-svc.npz")
     head = load_head(path)
     assert (head.name, head.task, head.model_key, head.classes) == ("linear-svc", "multiclass", "m1", ["a", "b", "c"])
@@ -188,7 +197,7 @@ def test_save_head_then_query_prints_probabilities(folder_dataset, tmp_path):
     out = tmp_path / "idx"
     index_dataset(str(folder_dataset), out=str(out), models=("mobilenet-v2",), random_init=True, progress=False, **FAST)
     r = evaluate(out, heads=("lr",), save_head="lr", folds=3, report_dir=tmp_path / "rep", **QUICK)
-    head_path = r["models"]["mobilenet-v2"]["saved_head"]
+    head_path = r.models["mobilenet-v2"].saved_head
     result = CliRunner().invoke(main, ["query", str(folder_dataset / "benign" / "benign_00.png"), "--index", str(out),
                                        "--head", head_path, "-k", "3"])
     assert result.exit_code == 0, result.output
@@ -196,7 +205,7 @@ def test_save_head_then_query_prints_probabilities(folder_dataset, tmp_path):
     r = evaluate(out, heads=("linear-svc",), knn=False, retrieval=False, save_head="linear-svc", folds=3,
                  report_dir=tmp_path / "rep2", **QUICK)
     result = CliRunner().invoke(main, ["query", str(folder_dataset / "benign" / "benign_00.png"), "--index", str(out),
-                                       "--head", r["models"]["mobilenet-v2"]["saved_head"], "-k", "3"])
+                                       "--head", r.models["mobilenet-v2"].saved_head, "-k", "3"])
     assert result.exit_code == 0 and "linear-svc decision scores" in result.output
 
 
@@ -222,7 +231,7 @@ def busi_index(tmp_path_factory):
 def test_real_busi_embeddings_beat_chance(busi_index, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        r = evaluate(busi_index, C=(0.1, 1.0), n_boot=200, n_jobs=2, progress=False, report_dir=tmp_path / "rep")
+        r = evaluate(busi_index, C=(0.1, 1.0), n_boot=200, n_jobs=2, progress=False, report_dir=tmp_path / "rep").to_json()
     methods = r["models"]["efficientnet-lite0"]["methods"]
     for name, m in methods.items():
         if name != "retrieval":
@@ -234,7 +243,7 @@ def test_real_busi_embeddings_beat_chance(busi_index, tmp_path):
 def test_linear_svc_loss_restricts_the_grid(tmp_path):
     store = make_store(tmp_path / "s", "binary", n=160)
     r = evaluate(store, heads=("linear-svc",), knn=False, retrieval=False, linear_svc_loss=("squared_hinge",),
-                 report_dir=tmp_path / "rep", **QUICK)
+                 report_dir=tmp_path / "rep", **QUICK).to_json()
     method = r["models"]["m1"]["methods"]["linear-svc"]
     assert [c["params"]["loss"] for c in method["cv_results"]] == ["squared_hinge"]
     assert r["config"]["grids"]["linear-svc"]["loss"] == ["squared_hinge"]
@@ -285,13 +294,15 @@ def test_options_are_checked_before_the_store_is_read(tmp_path, option, value, f
 
 
 def test_options_too_large_for_the_store_are_refused_before_fitting(tmp_path, monkeypatch):
-    import medsearch.evaluation.evaluate as eval_module
+    import medsearch.evaluation.saved_head as saved_head_module
+    import medsearch.evaluation.scoring as scoring_module
 
     def no_fitting(*args, **kwargs):
         raise AssertionError("a head was fitted before the options were checked")
 
-    monkeypatch.setattr(eval_module, "search_heads", no_fitting)
-    monkeypatch.setattr(eval_module, "cv_select_k", no_fitting)
+    monkeypatch.setattr(scoring_module, "search_heads", no_fitting)
+    monkeypatch.setattr(scoring_module, "cv_select_k", no_fitting)
+    monkeypatch.setattr(saved_head_module, "search_heads", no_fitting)
     store = make_store(tmp_path / "s", "binary", n=60)
     rep = dict(report_dir=tmp_path / "rep", **QUICK)
     for option, value, flag in [("cv", 61, "--cv"), ("cv", 40, "--cv"), ("knn_k", 49, "--knn-k"),
@@ -311,7 +322,7 @@ def test_cli_nan_C_is_a_one_line_error(tmp_path):
 
 def test_knn_k_up_to_the_training_rows_is_used_as_given(tmp_path):
     store = make_store(tmp_path / "s", "binary", n=60)
-    r = evaluate(store, heads=(), retrieval=False, knn_k=48, report_dir=tmp_path / "rep", **QUICK)
+    r = evaluate(store, heads=(), retrieval=False, knn_k=48, report_dir=tmp_path / "rep", **QUICK).to_json()
     assert r["split"]["n_train"] == 48 and r["models"]["m1"]["methods"]["knn"]["params"]["k"] == 48
 
 

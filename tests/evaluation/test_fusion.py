@@ -50,7 +50,7 @@ def test_eval_scores_a_fusion_beside_its_parts(tmp_path):
     """Two noisy views of the same clusters: the fusion averages the noise away and beats
     either part (seeded: LR 0.945 against 0.898 and 0.832, k-NN 0.945 against 0.882 and 0.896)."""
     store = make_store(tmp_path / "s", spread=15.0, models=("m1", "m2"), n=300)
-    r = evaluate(store, models=["m1", "m2", "m1+m2"], heads=("lr",), report_dir=tmp_path / "rep", **QUICK)
+    r = evaluate(store, models=["m1", "m2", "m1+m2"], heads=("lr",), report_dir=tmp_path / "rep", **QUICK).to_json()
     assert list(r["models"]) == ["m1", "m2", "m1+m2"]
     fused = r["models"]["m1+m2"]
     assert fused["dim"] == 128 and set(fused["provenance"]["parts"]) == {"m1", "m2"}

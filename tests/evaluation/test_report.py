@@ -24,8 +24,8 @@ def report(request, tmp_path_factory):
 
 def test_files_exist_and_parse(report):
     results, folder = report
-    assert results["report_dir"] == str(folder)
-    assert json.loads((folder / "results.json").read_text()) == results
+    assert results.report_dir == str(folder)
+    assert json.loads((folder / "results.json").read_text()) == results.to_json()
     with open(folder / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["model"], r["method"]) for r in rows] == [(m, x) for m in ("m1", "m2") for x in METHODS]
@@ -51,6 +51,7 @@ def test_roc_plots_are_valid_images(report):
 def test_terminal_table(report):
     results, _ = report
     text = format_eval_results(results)
+    assert text == format_eval_results(results.to_json())  # the dataclass or its JSON form
     assert "AUC [95% CI]" in text and "mAP@10" in text
     assert text.count("k-NN vote") >= 2 and "paired bootstrap AUC deltas" in text
     assert "not recorded" in text and "0.9586" in text  # the reference rows, nulls spelled out

@@ -108,6 +108,10 @@ def test_too_few_members_or_groups_raise():
     y = np.array([0] * 10 + [1] * 10 + [2])
     with pytest.raises(MedsearchError, match="class 2 has only 1"):
         cv_splits(y, "multiclass", n_splits=5)
+    with pytest.raises(MedsearchError, match="class 'normal' has only 1"):  # named when the names are given
+        cv_splits(y, "multiclass", n_splits=5, names=["benign", "malignant", "normal"])
+    with pytest.raises(MedsearchError, match="class 'normal' has only 1"):
+        holdout_split(y, "multiclass", names=["benign", "malignant", "normal"])
     with pytest.raises(MedsearchError):
         holdout_split(y, "multiclass")
     with pytest.raises(MedsearchError, match="groups"):

@@ -1,0 +1,187 @@
+"""What `medsearch eval` returns: an EvalResult and the parts it is made of.
+
+``EvalResult.to_json()`` is the dict `eval --json` prints and the report folder's results.json holds
+(NaN becomes null there). Fields are listed in the order of the JSON keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..results import JsonResult
+
+FORMAT = "medsearch-eval/1"
+
+
+@dataclass
+class StoreInfo(JsonResult):
+    """The store evaluated: its task and labels, rows in it and rows every evaluated model embedded, whether
+    it has patient groups and an official split, and where and when it was indexed (as recorded)."""
+
+    task: str
+    label_names: list[str]
+    n_rows: int
+    n_evaluated: int
+    has_groups: bool
+    has_official_split: bool
+    dataset_root: str | None
+    layout: str | None
+    created: str | None
+    updated: str | None
+
+
+@dataclass
+class EvalConfig(JsonResult):
+    """The options as used: model keys resolved from the store, heads as a list, each head's grid, and the
+    workers the grid search ran on."""
+
+    models: list[str]
+    heads: list[str]
+    knn: bool
+    retrieval: bool
+    split: str
+    test_size: float
+    cv: int | None
+    folds: int
+    seed: int
+    ks: list[int]
+    knn_k: int | None
+    knn_weights: str
+    n_boot: int
+    scale: bool
+    grids: dict[str, dict]
+    linear_svc_max_iter: int | None
+    n_jobs: int
+
+
+@dataclass
+class Round(JsonResult):
+    """One train/test round: sizes, patients on both sides (None without groups), test rows whose image
+    bytes are also a training row's, and the store rows on each side."""
+
+    n_train: int
+    n_test: int
+    groups_in_both: int | None
+    test_rows_with_a_training_copy: int
+    train_rows: list[int]
+    test_rows: list[int]
+
+
+@dataclass
+class SplitInfo(JsonResult):
+    """How rows were split: the mode used ('official' | 'grouped' | 'paper' | 'stratified') and the one asked
+    for, a sentence for the report, the rounds, the mean training size and the test rows over all rounds."""
+
+    mode: str
+    requested: str
+    description: str
+    cv: int | None
+    seed: int
+    grouped: bool
+    rounds: list[Round]
+    n_train: int
+    n_test: int
+
+
+@dataclass
+class Reference(JsonResult):
+    """Published figures printed beside ours: the reference dataset, the name asked for, how close our dataset
+    is to it (None when asked for by its own name), and the rows of reference.reference_table."""
+
+    name: str
+    requested: str
+    anchor_note: str | None
+    rows: list[dict]
+
+
+@dataclass
+class MethodScores(JsonResult):
+    """A head or the k-NN vote on the pooled test rows: AUC with its bootstrap CI, accuracy and macro
+    precision/recall/F1, AUC per class (per label; binary: the positive class), and the tuning: chosen
+    params, CV AUC and the grid's results (one per round under --cv), fit time and solver notes."""
+
+    method: str
+    label: str
+    kind: str  # 'head' | 'knn'
+    auc: float
+    auc_ci: list[float]
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    n_test: int
+    per_class_auc: dict[str, float]
+    params: dict | list[dict]
+    cv_auc: float | None | list
+    cv_results: list
+    fit_seconds: float
+    not_converged: int
+    n_fits: int
+    notes: list[str]
+
+
+@dataclass
+class RetrievalScores(JsonResult):
+    """Test images querying the training images: precision@k, map@k, acc@k per cut-off and n_queries."""
+
+    method: str  # 'retrieval'
+    label: str
+    kind: str  # 'retrieval'
+    metrics: dict[str, float]
+    fit_seconds: float
+
+
+@dataclass
+class Delta(JsonResult):
+    """A method's AUC minus the best method's (``vs``), with a paired bootstrap CI and p-value."""
+
+    vs: str
+    delta: float
+    lo: float
+    hi: float
+    p_value: float
+    n_boot: int
+
+
+@dataclass
+class ModelEvaluation(JsonResult):
+    """One model: mean training size, pooled test rows, every method's scores (heads, 'knn', 'retrieval'),
+    the best method by AUC and the others' deltas against it, the encoder's provenance and dimension, and
+    the saved head's path (in the JSON only when a head was saved)."""
+
+    n_train: int
+    n_test: int
+    methods: dict[str, MethodScores | RetrievalScores]
+    best: str | None
+    deltas: dict[str, Delta]
+    provenance: dict
+    dim: int
+    saved_head: str | None = None
+
+    def to_json(self) -> dict:
+        out = super().to_json()
+        if self.saved_head is None:
+            del out["saved_head"]
+        return out
+
+
+@dataclass
+class EvalResult(JsonResult):
+    """Everything `medsearch eval` found, and where its report folder is."""
+
+    format: str
+    medsearch_version: str
+    created: str
+    index_dir: str
+    store: StoreInfo
+    config: EvalConfig
+    split: SplitInfo
+    notes: list[str]
+    warnings: list[str]
+    reference: Reference | None
+    models: dict[str, ModelEvaluation]
+    report_dir: str
+
+    def to_json(self) -> dict:
+        out = super().to_json()
+        out["models"] = {key: model.to_json() for key, model in self.models.items()}
+        return out
