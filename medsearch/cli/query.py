@@ -1,29 +1,42 @@
 """`medsearch query`: its options, parsed and handed to the library; its results rendered."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ..display import printable
+from ..search.query_options import QueryOptions
 from .app import emit, main
+
+if TYPE_CHECKING:
+    from ..search.query_results import HeadOutput, QueryResult
+
+DEFAULTS = QueryOptions()
 
 
 @main.command("query")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--index", "index_dir", required=True, help="Index folder made by `medsearch index`.")
-@click.option("--model", help="Which model's embeddings to search (needed when the store holds several).")
-@click.option("-k", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--include-self", is_flag=True, help="Keep a query that is itself in the store among its neighbours.")
-@click.option("--exclude-id", "exclude_ids", multiple=True, help="Leave this stored row id out of the neighbours (repeatable).")
-@click.option("--weighting", default="similarity", type=click.Choice(["similarity", "uniform"]), show_default=True)
-@click.option("--head", help="A head saved by `medsearch eval --save-head` (.npz) to print class probabilities.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--model", default=DEFAULTS.model,
+              help="Which model's embeddings to search (needed when the store holds several).")
+@click.option("-k", default=DEFAULTS.k, show_default=True, type=click.IntRange(1))
+@click.option("--include-self", is_flag=True, default=not DEFAULTS.exclude_self,
+              help="Keep a query that is itself in the store among its neighbours.")
+@click.option("--exclude-id", "exclude_ids", multiple=True, default=DEFAULTS.exclude_ids,
+              help="Leave this stored row id out of the neighbours (repeatable).")
+@click.option("--weighting", default=DEFAULTS.weighting, type=click.Choice(["similarity", "uniform"]), show_default=True)
+@click.option("--head", default=DEFAULTS.head,
+              help="A head saved by `medsearch eval --save-head` (.npz) to print class probabilities.")
+@click.option("--device", default=DEFAULTS.device, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def query_cmd(images, include_self, as_json, **kwargs):
+def query_cmd(images, index_dir, include_self, as_json, **kwargs):
     """Print the k most similar stored cases of each IMAGE with their labels and the k-NN vote."""
     from ..search.query import query
 
-    results = query(list(images), exclude_self=not include_self, **kwargs)
-    emit(results, as_json, format_query_results(results))
+    options = QueryOptions(exclude_self=not include_self, **kwargs)
+    results = query(list(images), index_dir=index_dir, options=options)
+    emit([r.to_json() for r in results], as_json, format_query_results(results))
 
 
 def _self_note(self_ids: list[str]) -> str:
@@ -34,28 +47,31 @@ def _self_note(self_ids: list[str]) -> str:
     return f", itself excluded: {len(self_ids)} stored files with its bytes ({', '.join(printable(i) for i in self_ids[:3])})"
 
 
-def format_query_results(results: list[dict]) -> str:
+def _head_line(head: HeadOutput) -> str:
+    if head.probabilities is not None:
+        probs = sorted(head.probabilities.items(), key=lambda kv: -kv[1])
+        return f"  {head.name} probabilities: " + ", ".join(f"{printable(n)} {p:.0%}" for n, p in probs[:5])
+    scores = sorted(head.decision_scores.items(), key=lambda kv: -kv[1])
+    return (f"  {head.name} decision scores (> 0: predicted): "
+            + ", ".join(f"{printable(n)} {v:+.2f}" for n, v in scores[:5]))
+
+
+def format_query_results(results: list[QueryResult]) -> str:
     """Plain-text rendering of query results for the terminal: one line per item, every path, id and label
     name escaped by display.printable (the JSON output keeps them exact)."""
     lines = []
     for res in results:
-        excluded = ", ".join(printable(i) for i in res["excluded_ids"])
-        lines.append(f"query: {printable(res['query'])}  (model {printable(res['model'])}"
-                     f"{_self_note(res.get('self_ids', []))}"
-                     f"{', excluding ' + excluded if res['excluded_ids'] else ''})")
+        excluded = ", ".join(printable(i) for i in res.excluded_ids)
+        lines.append(f"query: {printable(res.query)}  (model {printable(res.model)}"
+                     f"{_self_note(res.self_ids)}"
+                     f"{', excluding ' + excluded if res.excluded_ids else ''})")
         lines.append(f"  {'rank':>4}  {'similarity':>10}  {'label(s)':<24}  id / path")
-        for n in res["neighbours"]:
-            labels = ", ".join(printable(name) for name in n["labels"]) or "-"
-            lines.append(f"  {n['rank']:>4}  {n['similarity']:>10.4f}  {labels:<24.24}  {printable(n['source'])}")
-        top = sorted(res["vote"].items(), key=lambda kv: -kv[1])
+        for n in res.neighbours:
+            labels = ", ".join(printable(name) for name in n.labels) or "-"
+            lines.append(f"  {n.rank:>4}  {n.similarity:>10.4f}  {labels:<24.24}  {printable(n.source)}")
+        top = sorted(res.vote.items(), key=lambda kv: -kv[1])
         lines.append("  k-NN vote: " + ", ".join(f"{printable(name)} {share:.0%}" for name, share in top if share > 0))
-        if "head" in res and "probabilities" in res["head"]:
-            probs = sorted(res["head"]["probabilities"].items(), key=lambda kv: -kv[1])
-            lines.append(f"  {res['head']['name']} probabilities: "
-                         + ", ".join(f"{printable(n)} {p:.0%}" for n, p in probs[:5]))
-        elif "head" in res:
-            scores = sorted(res["head"]["decision_scores"].items(), key=lambda kv: -kv[1])
-            lines.append(f"  {res['head']['name']} decision scores (> 0: predicted): "
-                         + ", ".join(f"{printable(n)} {v:+.2f}" for n, v in scores[:5]))
+        if res.head is not None:
+            lines.append(_head_line(res.head))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

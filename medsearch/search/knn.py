@@ -9,10 +9,11 @@ Vote shares
 If k exceeds the number of training vectors, all training vectors are used.
 
 Input checks: KNNVoter validates X and y with scikit-learn's own helpers (validate_data,
-check_classification_targets, check_is_fitted), with sklearn's usual messages; tests/test_knn.py runs
-sklearn's estimator checks on it and declares the one that cannot apply. A validation error is re-raised as KNNInputError (a MedsearchError and a ValueError) or
-KNNInputTypeError (a MedsearchError and a TypeError, e.g. sparse X), so the CLI reports it as a user error
-and sklearn code that catches ValueError/TypeError still does.
+check_classification_targets, check_is_fitted), with sklearn's usual messages; tests/search/test_knn.py runs
+sklearn's estimator checks on it and declares the one that cannot apply. A validation error is re-raised as
+KNNInputError (a MedsearchError and a ValueError) or KNNInputTypeError (a MedsearchError and a TypeError,
+e.g. sparse X), so the CLI reports it as a user error and sklearn code that catches ValueError/TypeError
+still does.
 
 Memory: single-label votes are summed from class codes (one bincount over (query, class) cells), never
 from one-hot rows, so a vote needs O(q * k + q * C) memory for q queries, k neighbours and C classes;

@@ -1,8 +1,8 @@
 """`medsearch query IMAGE...`: the k most similar stored cases of each image, their labels, and their vote."""
 from __future__ import annotations
 
-import numbers
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,47 +14,58 @@ from ..errors import ImageError, MedsearchError
 from ..ingest.images import load_image
 from ..storage.faiss_index import load_index, search
 from ..ingest.fingerprints import sha256_of_file
+from ..options import check_whole
 from ..storage.store import ModelData, StoreData, provenance, read_store
+from .query_options import QueryOptions
+from .query_results import HeadOutput, Neighbour, QueryResult
 
 
-def query(images: list[str], *, index_dir: str, model: str | None = None, k: int = 10,
-          exclude_self: bool = True, exclude_ids: tuple[str, ...] = (), weighting: str = "similarity",
-          head: str | None = None, device: str = "cpu") -> list[dict]:
-    """Search the store in ``index_dir`` with each image; returns one result dict per image.
+def query(images: list[str], *, index_dir: str, options: QueryOptions | None = None,
+          **overrides) -> list[QueryResult]:
+    """Search the store in ``index_dir`` with each image; returns one QueryResult per image.
+    ``options`` (QueryOptions) says how; keyword ``overrides`` replace single options, e.g. ``k=5``.
     A query that is a stored file is left out of its own neighbours (``exclude_self``); ``exclude_ids``
     leaves out named rows, e.g. an image taken from an .npz store."""
-    if not images:
-        raise MedsearchError("give at least one query image")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise MedsearchError(f"-k must be a whole number of at least 1, got {k!r}")
-    if weighting not in knn.WEIGHTS:
-        raise MedsearchError(f"unknown --weighting {weighting!r}; use one of {', '.join(knn.WEIGHTS)}")
+    options = replace(options or QueryOptions(), **overrides)
+    _check_options(images, options)
     data = read_store(index_dir)
-    key, m = data.model(model)
-    linear_head = _load_head(head, index_dir, data, key, m) if head else None
+    key, m = data.model(options.model)
+    linear_head = _load_head(options.head, index_dir, data, key, m) if options.head else None
     _check_index_current(key, m)
-    encoder = encoder_for(m, device=device)
+    encoder = encoder_for(m, device=options.device)
     faiss_index = load_index(Path(index_dir) / m.attrs.get("index_file", f"{key}.faiss"), dim=m.dim,
                              ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
     batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
-    own_rows = _own_rows(data, images) if exclude_self else [set() for _ in images]
-    excluded = _rows_of_ids(data, exclude_ids)
-    sims, rows = search(faiss_index, queries, k + max(map(len, own_rows)) + len(excluded))
+    own_rows = _own_rows(data, images) if options.exclude_self else [set() for _ in images]
+    excluded = _rows_of_ids(data, options.exclude_ids)
+    sims, rows = search(faiss_index, queries, options.k + max(map(len, own_rows)) + len(excluded))
     results = []
     for qi, path in enumerate(images):
         keep = [(s, r) for s, r in zip(sims[qi], rows[qi])
-                if r >= 0 and r not in own_rows[qi] and r not in excluded][:k]
-        neighbours = [_neighbour(data, rank, int(r), float(s)) for rank, (s, r) in enumerate(keep, 1)]
-        result = {"query": path, "model": key, "excluded_self": bool(own_rows[qi]),
-                  "self_ids": [data.ids[r] for r in sorted(own_rows[qi])],
-                  "excluded_ids": list(exclude_ids),
-                  "neighbours": neighbours,
-                  "vote": labelled_vote_shares(data, [r for _, r in keep], [s for s, _ in keep], weighting)}
+                if r >= 0 and r not in own_rows[qi] and r not in excluded][:options.k]
+        result = _result(data, key, path, keep, own_rows[qi], options)
         if linear_head is not None:
-            result["head"] = _head_output(linear_head, queries[qi:qi + 1], data)
+            result.head = _head_output(linear_head, queries[qi:qi + 1])
         results.append(result)
     return results
+
+
+def _result(data: StoreData, key: str, path: str, keep: list, own: set[int], options: QueryOptions) -> QueryResult:
+    """One query's result from the (similarity, row) pairs it keeps, nearest first."""
+    neighbours = [_neighbour(data, rank, int(r), float(s)) for rank, (s, r) in enumerate(keep, 1)]
+    return QueryResult(query=path, model=key, excluded_self=bool(own), self_ids=[data.ids[r] for r in sorted(own)],
+                       excluded_ids=list(options.exclude_ids), neighbours=neighbours,
+                       vote=labelled_vote_shares(data, [r for _, r in keep], [s for s, _ in keep], options.weighting))
+
+
+def _check_options(images: list[str], options: QueryOptions) -> None:
+    """Checked before the store is read, so a wrong flag is named even when the store is missing too."""
+    if not images:
+        raise MedsearchError("give at least one query image")
+    check_whole("-k", options.k, 1)
+    if options.weighting not in knn.WEIGHTS:
+        raise MedsearchError(f"unknown --weighting {options.weighting!r}; use one of {', '.join(knn.WEIGHTS)}")
 
 
 def _check_index_current(key: str, m: ModelData) -> None:
@@ -118,12 +129,9 @@ def _own_rows(data: StoreData, images: list[str]) -> list[set[int]]:
     return own
 
 
-def _neighbour(data: StoreData, rank: int, row: int, sim: float) -> dict:
-    out = {"rank": rank, "row": row, "id": data.ids[row], "labels": data.labels_of(row),
-           "similarity": round(sim, 4), "source": data.sources[row]}
-    if data.groups is not None:
-        out["group"] = data.groups[row]
-    return out
+def _neighbour(data: StoreData, rank: int, row: int, sim: float) -> Neighbour:
+    return Neighbour(rank=rank, row=row, id=data.ids[row], labels=data.labels_of(row), similarity=round(sim, 4),
+                     source=data.sources[row], group=data.groups[row] if data.groups is not None else None)
 
 
 def labelled_vote_shares(data: StoreData, rows: list[int], sims: list[float], weighting: str) -> dict[str, float]:
@@ -162,13 +170,13 @@ def _load_head(path: str, index_dir, data: StoreData, key: str, m: ModelData):
                          f"{model_flag} --save-head {head.name}`)")
 
 
-def _head_output(head, vector: np.ndarray, data: StoreData) -> dict:
+def _head_output(head, vector: np.ndarray) -> HeadOutput:
     """Class probabilities of an lr head; decision scores (> 0: that class) of a linear-svc head.
     Named by the head's own class names (checked equal to the store's by _load_head)."""
     names = head.label_names
     if head.name == "lr":
         probabilities = head.predict_proba(vector)[0]
-        return {"name": head.name, "probabilities": {n: round(float(v), 4) for n, v in zip(names, probabilities)}}
+        return HeadOutput(head.name, probabilities={n: round(float(v), 4) for n, v in zip(names, probabilities)})
     scores = np.atleast_1d(head.scores(vector)[0])
     names = names[1:] if head.task == "binary" else names  # binary: the positive class
-    return {"name": head.name, "decision_scores": {n: round(float(v), 4) for n, v in zip(names, scores)}}
+    return HeadOutput(head.name, decision_scores={n: round(float(v), 4) for n, v in zip(names, scores)})

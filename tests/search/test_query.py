@@ -2,6 +2,7 @@
 one line per item in the text output whatever the file and label names hold."""
 import json
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from medsearch.evaluation.evaluate import evaluate
 from medsearch.ingest.indexing import index_dataset
 from medsearch.cli.query import format_query_results
 from medsearch.search.query import labelled_vote_shares, query
+from medsearch.search.query_results import HeadOutput, QueryResult
 from medsearch.errors import MedsearchError
 from medsearch.evaluation.heads import SAVE_FORMAT
 from medsearch.storage.store import StoreData
@@ -41,7 +43,7 @@ def stores(tmp_path_factory):
     r = evaluate(base / "idx3", heads=("lr",), knn=False, retrieval=False, save_head="lr", folds=3, C=(1.0,),
                  n_boot=50, n_jobs=1, progress=False, report_dir=base / "rep")
     return {"three": three, "idx3": base / "idx3", "idx2": base / "idx2",
-            "head": r["models"]["mobilenet-v2"]["saved_head"]}
+            "head": r.models["mobilenet-v2"].saved_head}
 
 
 def _cli(*args):
@@ -160,11 +162,11 @@ def test_newlines_in_names_stay_on_one_line(odd_names):
 
 
 def test_head_line_escapes_names():
-    result = {"query": "q\n.png", "model": "m", "excluded_self": False, "excluded_ids": [], "neighbours": [],
-              "vote": {"a\nb": 1.0}, "head": {"name": "lr", "probabilities": {"a\nb": 0.9, "c": 0.1}}}
+    result = QueryResult(query="q\n.png", model="m", excluded_self=False, self_ids=[], excluded_ids=[], neighbours=[],
+                         vote={"a\nb": 1.0}, head=HeadOutput("lr", probabilities={"a\nb": 0.9, "c": 0.1}))
     text = format_query_results([result])
     assert text.count("\n") == 4 and "a\\nb 90%" in text and "q\\n.png" in text
-    scores = {**result, "head": {"name": "linear-svc", "decision_scores": {"x\ry": 1.5}}}
+    scores = replace(result, head=HeadOutput("linear-svc", decision_scores={"x\ry": 1.5}))
     assert "x\\ry +1.50" in format_query_results([scores]) and format_query_results([scores]).count("\n") == 4
 
 
