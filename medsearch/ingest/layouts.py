@@ -1,0 +1,139 @@
+"""A dataset as `index` sees it (``Dataset``: ids, image sources, labels, groups, splits), and the two layouts
+read from the file system alone: one sub-folder per class (ImageFolder), and a MedMNIST-style ``.npz``."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError, MedsearchError
+from .images import IMAGE_EXTENSIONS, array_to_image, load_image
+
+# Names a scan never enters or reads: dot files and folders (.ipynb_checkpoints, .DS_Store, ._x.png resource forks,
+# .~lock.labels.csv#) and macOS archive debris. A checkpoint copy beside its original is an exact duplicate
+# that could land on both sides of a split.
+JUNK_NAMES = ("__MACOSX",)
+NPZ_SPLITS = ("train", "val", "test")
+# Class names of the bundled MedMNIST demo files (MedMNIST v2 INFO); other npz files get numbered classes.
+MEDMNIST_LABELS = {
+    "breastmnist": ["malignant", "normal, benign"],
+    "retinamnist": ["grade 0", "grade 1", "grade 2", "grade 3", "grade 4"],
+}
+
+
+def is_hidden(name: str) -> bool:
+    """True for a file or folder name that scans skip (see JUNK_NAMES)."""
+    return name.startswith(".") or name in JUNK_NAMES
+
+
+@dataclass
+class Dataset:
+    """Everything `index` stores about the rows of a dataset. ``sources[i]`` is a path relative to ``root``
+    (or ``split/index`` inside an npz); ``missing[i]`` gives why a row's image could not be located.
+    ``reading`` says in one line how the labels were read; ``dropped`` lists manifest rows that cannot be
+    stored at all (id as written, reason)."""
+
+    root: str
+    layout: str
+    ids: list[str]
+    sources: list[str]
+    labels: np.ndarray
+    label_names: list[str]
+    task: str
+    groups: list[str] | None = None
+    splits: list[str] | None = None
+    missing: dict[int, str] = field(default_factory=dict)
+    manifest: str | None = None
+    reading: str = ""
+    dropped: list[tuple[str, str]] = field(default_factory=list)
+    _arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def path(self, i: int) -> str | None:
+        """File of row ``i`` (None for an npz row)."""
+        return None if self._arrays is not None else os.path.join(self.root, self.sources[i])
+
+    def array(self, i: int) -> np.ndarray:
+        """The stored array of an npz row."""
+        split, j = self.sources[i].rsplit("/", 1)
+        return self._arrays[split][int(j)]
+
+    def open(self, i: int, *, draft_size: int | None = None) -> Image.Image:
+        """Decoded RGB image of row ``i``; raises ImageError with the reason when it can't be read."""
+        if i in self.missing:
+            raise ImageError(self.missing[i])
+        if self._arrays is not None:
+            return array_to_image(self.array(i))
+        return load_image(self.path(i), draft_size=draft_size)
+
+
+def _is_image_name(name: str) -> bool:
+    return not is_hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def has_images(folder: Path) -> bool:
+    try:
+        return any(_is_image_name(f.name) for f in folder.iterdir())
+    except OSError:
+        return False
+
+
+def scan_folders(root: Path) -> Dataset:
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not is_hidden(d.name) and has_images(d))
+    if len(classes) < 2:
+        raise MedsearchError(f"'{root}' needs at least two class sub-folders with images (found {len(classes)})")
+    sources, labels = [], []
+    for c, name in enumerate(classes):
+        for dirpath, dirnames, filenames in os.walk(root / name):
+            dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))  # never enter .ipynb_checkpoints & co
+            for f in sorted(filenames):
+                if _is_image_name(f):
+                    sources.append(os.path.relpath(os.path.join(dirpath, f), root))
+                    labels.append(c)
+    task = "binary" if len(classes) == 2 else "multiclass"
+    reading = f"one sub-folder per class: {', '.join(classes)} ({task})"
+    return Dataset(str(root.resolve()), "folders", list(sources), sources, np.asarray(labels, np.int64), classes, task,
+                   reading=reading)
+
+
+def scan_npz(path: Path) -> Dataset:
+    if path.is_dir():
+        found = [p for p in sorted(path.iterdir()) if p.suffix == ".npz" and not is_hidden(p.name)]
+        if len(found) != 1:
+            raise MedsearchError(f"'{path}' holds {len(found)} .npz files: pass the one to index as the dataset path")
+        path = found[0]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise MedsearchError(f"cannot read '{path}' as .npz ({exc}); give a MedMNIST-style file") from None
+    splits = [s for s in NPZ_SPLITS if f"{s}_images" in arrays]
+    if not splits or any(f"{s}_labels" not in arrays for s in splits):
+        raise MedsearchError(f"'{path}' has no train_/val_/test_ images and labels keys: "
+                             "give a MedMNIST-style .npz (keys like train_images, train_labels)")
+    images = {s: arrays[f"{s}_images"] for s in splits}
+    labels = np.concatenate([arrays[f"{s}_labels"].reshape(len(images[s]), -1) for s in splits]).astype(np.int64)
+    sources = [f"{s}/{i}" for s in splits for i in range(len(images[s]))]
+    split_names = [s for s in splits for _ in range(len(images[s]))]
+    if labels.shape[1] == 1:
+        labels = labels[:, 0]
+        n_classes = int(labels.max()) + 1
+        task = "binary" if n_classes == 2 else "multiclass"
+    else:
+        n_classes = labels.shape[1]
+        task = "multilabel"
+    names = MEDMNIST_LABELS.get(path.stem.lower())
+    if names is None or len(names) != n_classes:
+        names = [str(c) for c in range(n_classes)]
+    reading = (f"labels from the {'_labels, '.join(splits)}_labels arrays ({task}, {len(names)} classes: "
+               f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); official split kept")
+    ds = Dataset(str(path.resolve()), "npz", list(sources), sources, labels, names, task, splits=split_names,
+                 reading=reading)
+    ds._arrays = images
+    return ds
+
