@@ -1,7 +1,14 @@
-"""Helpers shared by the dataset tests of tests/ingest (manifests and images written into a folder)."""
+"""Helpers shared by tests/ingest: manifests and images written into a folder, the CLI run in-process and its
+one-line errors, a random-init model small enough for quick index runs."""
 import csv
 
-from ..conftest import make_image
+from click.testing import CliRunner
+
+from medsearch.cli import main
+
+from ..conftest import FAST, make_image
+
+REAL = dict(models=("mobilenet-v2",), random_init=True, progress=False, **FAST)
 
 
 def write_csv(path, header, rows):
@@ -15,3 +22,22 @@ def write_images(root, n=4):
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         make_image(root / f"{i}.png", i % 2, i)
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(res, *fragments):
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("medsearch: error:") and res.output.count("\n") == 1, res.output
+    for f in fragments:
+        assert f in res.output, res.output
+
+
+def two_classes(root, names=("a", "b"), seed=0):
+    for c in ("benign", "malignant"):
+        (root / c).mkdir(parents=True)
+        for j, n in enumerate(names):
+            make_image(root / c / f"{n}.png", int(c == "malignant"), seed + 10 * j + int(c == "malignant"))
+    return root
