@@ -28,7 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from medsearch.evaluation.evaluate import DEFAULT_HEADS, evaluate  # noqa: E402
+from medsearch.evaluation.evaluate import evaluate  # noqa: E402
+from medsearch.evaluation.options import DEFAULT_HEADS  # noqa: E402
 from medsearch.ingest.indexing import index_dataset  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -95,7 +96,7 @@ def run(name: str, encoders, args) -> dict:
         fused = ["+".join(encoders)] if args.fusion and len(encoders) > 1 else []
         results = evaluate(store, models=[*encoders, *fused], heads=args.heads, C=args.C, n_boot=args.n_boot,
                            n_jobs=args.jobs, reference=name if name != "breast-busi" else None, progress=not args.quiet,
-                           report_dir=REPO / "reports" / f"bench-{name}", **spec["evaluate"])
+                           report_dir=REPO / "reports" / f"bench-{name}", **spec["evaluate"]).to_json()
     print(f"  split: {results['split']['description']}; {results['split']['n_train']} train / "
           f"{results['split']['n_test']} test rows; anchors: {spec['anchors']}")
     best = (None, None, -1.0)

@@ -27,7 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from medsearch.evaluation.evaluate import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER, evaluate  # noqa: E402
+from medsearch.evaluation.evaluate import evaluate  # noqa: E402
+from medsearch.evaluation.options import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER  # noqa: E402
 from medsearch.evaluation.heads import fit_head  # noqa: E402
 from medsearch.evaluation.splits import cv_splits, holdout_split  # noqa: E402
 from medsearch.storage.store import EMBEDDED, ModelData, StoreData, write_store  # noqa: E402
@@ -80,7 +81,7 @@ def timed_eval(store: Path, heads, report: Path, n_jobs, max_iter, losses=None) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = evaluate(store, heads=heads, report_dir=report, n_jobs=n_jobs, linear_svc_max_iter=max_iter,
-                           linear_svc_loss=losses, progress=True)
+                           linear_svc_loss=losses, progress=True).to_json()
     return time.perf_counter() - t0, results
 
 

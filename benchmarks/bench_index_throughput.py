@@ -141,7 +141,7 @@ def index_rate(dataset: Path, model: str, batch_size: int, workers: int) -> tupl
                             weights=(OFFLINE_WEIGHTS[model],) if model in OFFLINE_WEIGHTS else (),
                             batch_size=batch_size, workers=workers, progress=False)
         wall = time.perf_counter() - t
-        return summary["models"][model]["images_per_second"], summary["rows"] / wall
+        return summary.models[model].images_per_second, summary.rows / wall
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

@@ -33,15 +33,15 @@ def test_efficientnet_lite0_on_breast_ultrasound(tmp_path):
     ds = symlink_subset(needs_shared("breast-busi"), tmp_path / "busi", per_class=50)
     out = tmp_path / "out"
     summary = index_dataset(str(ds), out=str(out), models=("efficientnet-lite0",), progress=False)
-    assert summary["models"]["efficientnet-lite0"]["embedded"] == 150
+    assert summary.models["efficientnet-lite0"].embedded == 150
     agree, chance = nn_agreement(out, "efficientnet-lite0")
     assert chance == pytest.approx(1 / 3)
     assert agree > chance + 0.25, (agree, chance)  # measured about 0.8 here
 
     q = ds / "malignant" / sorted(os.listdir(ds / "malignant"))[0]
     res = query([str(q)], index_dir=str(out), k=10)[0]
-    assert res["excluded_self"] and len(res["neighbours"]) == 10
-    assert all(n["labels"][0] in ("benign", "malignant", "normal") for n in res["neighbours"])
+    assert res.excluded_self and len(res.neighbours) == 10
+    assert all(n.labels[0] in ("benign", "malignant", "normal") for n in res.neighbours)
 
 
 def test_mobilenet_v2_offline_weights_on_dermoscopy(tmp_path):
