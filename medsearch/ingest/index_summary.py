@@ -78,10 +78,6 @@ class IndexSummary(JsonResult):
         out["models"] = {key: m.to_json() for key, m in self.models.items()}
         return out
 
-    def __getitem__(self, key: str):
-        """Transitional: ``summary["rows"]`` as when the summary was a dict; use attributes instead."""
-        return self.to_json()[key]
-
 
 def model_index_summary(data: StoreData, m: ModelData, n_done: int, seconds: float) -> ModelIndexSummary:
     """Counts and problems of model ``m`` after a run that embedded ``n_done`` rows in ``seconds``; the first
