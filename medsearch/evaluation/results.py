@@ -148,6 +148,8 @@ class ModelEvaluation(JsonResult):
     the best method by AUC and the others' deltas against it, the encoder's provenance and dimension, and
     the saved head's path (in the JSON only when a head was saved)."""
 
+    OMIT_WHEN_NONE = ("saved_head",)
+
     n_train: int
     n_test: int
     methods: dict[str, MethodScores | RetrievalScores]
@@ -156,12 +158,6 @@ class ModelEvaluation(JsonResult):
     provenance: dict
     dim: int
     saved_head: str | None = None
-
-    def to_json(self) -> dict:
-        out = super().to_json()
-        if self.saved_head is None:
-            del out["saved_head"]
-        return out
 
 
 @dataclass
@@ -180,8 +176,3 @@ class EvalResult(JsonResult):
     reference: Reference | None
     models: dict[str, ModelEvaluation]
     report_dir: str
-
-    def to_json(self) -> dict:
-        out = super().to_json()
-        out["models"] = {key: model.to_json() for key, model in self.models.items()}
-        return out

@@ -43,6 +43,8 @@ class ModelIndexSummary(JsonResult):
     """One model after the run: rows per state, what this run embedded and how fast, its FAISS index file,
     the rows skipped or zero-filled with their reasons, and the identical-embedding check."""
 
+    JSON_NAMES = {"zero_filled": STATE_NAMES[ZERO_FILLED]}
+
     embedded: int
     zero_filled: int
     skipped: int
@@ -53,9 +55,6 @@ class ModelIndexSummary(JsonResult):
     index_file: str
     problems: list[dict]
     identical_embeddings: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {STATE_NAMES[ZERO_FILLED] if k == "zero_filled" else k: v for k, v in super().to_json().items()}
 
 
 @dataclass
@@ -72,11 +71,6 @@ class IndexSummary(JsonResult):
     models: dict[str, ModelIndexSummary] = field(default_factory=dict)
     changes: Changes | None = None
     duplicates: Duplicates | None = None
-
-    def to_json(self) -> dict:
-        out = super().to_json()
-        out["models"] = {key: m.to_json() for key, m in self.models.items()}
-        return out
 
 
 def model_index_summary(data: StoreData, m: ModelData, n_done: int, seconds: float) -> ModelIndexSummary:

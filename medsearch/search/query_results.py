@@ -8,17 +8,12 @@ from dataclasses import dataclass, field
 from ..results import JsonResult
 
 
-def _without_absent(out: dict, *keys: str) -> dict:
-    for key in keys:
-        if out.get(key) is None:
-            out.pop(key, None)
-    return out
-
-
 @dataclass
 class Neighbour(JsonResult):
     """A stored row among a query's k nearest: its rank (1 = nearest), row number, id, label names,
     cosine similarity (rounded to 4 places), source path, and patient group when the store has groups."""
+
+    OMIT_WHEN_NONE = ("group",)
 
     rank: int
     row: int
@@ -28,21 +23,17 @@ class Neighbour(JsonResult):
     source: str
     group: str | None = None
 
-    def to_json(self) -> dict:
-        return _without_absent(super().to_json(), "group")
-
 
 @dataclass
 class HeadOutput(JsonResult):
     """A saved head applied to the query: class probabilities of an lr head, or decision scores (> 0: that
     class) of a linear-svc head, named by class."""
 
+    OMIT_WHEN_NONE = ("probabilities", "decision_scores")
+
     name: str
     probabilities: dict[str, float] | None = None
     decision_scores: dict[str, float] | None = None
-
-    def to_json(self) -> dict:
-        return _without_absent(super().to_json(), "probabilities", "decision_scores")
 
 
 @dataclass
@@ -50,6 +41,8 @@ class QueryResult(JsonResult):
     """One query image: the model searched, which stored rows were left out (``self_ids``: copies of the
     query itself; ``excluded_ids``: asked for), the neighbours, the k-NN vote share per label, and the head's
     output when a head was given."""
+
+    OMIT_WHEN_NONE = ("head",)
 
     query: str
     model: str
@@ -59,9 +52,3 @@ class QueryResult(JsonResult):
     neighbours: list[Neighbour] = field(default_factory=list)
     vote: dict[str, float] = field(default_factory=dict)
     head: HeadOutput | None = None
-
-    def to_json(self) -> dict:
-        out = super().to_json()
-        out["neighbours"] = [n.to_json() for n in self.neighbours]
-        out["head"] = self.head.to_json() if self.head is not None else None
-        return _without_absent(out, "head")

@@ -15,6 +15,8 @@ class ModelSummary(JsonResult):
     """One model of a store: embedding dimension, rows per state, its index_* attributes (without the
     ``index_`` prefix) and its recorded provenance."""
 
+    JSON_NAMES = {"zero_filled": STATE_NAMES[ZERO_FILLED]}
+
     dim: int
     embedded: int
     zero_filled: int
@@ -22,9 +24,6 @@ class ModelSummary(JsonResult):
     pending: int
     index: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {STATE_NAMES[ZERO_FILLED] if k == "zero_filled" else k: v for k, v in super().to_json().items()}
 
 
 @dataclass
@@ -42,11 +41,6 @@ class StoreSummary(JsonResult):
     created: str | None
     updated: str | None
     models: dict[str, ModelSummary] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        out = super().to_json()
-        out["models"] = {key: m.to_json() for key, m in self.models.items()}
-        return out
 
 
 def store_summary(index_dir: str) -> StoreSummary:
