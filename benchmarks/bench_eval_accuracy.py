@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from medsearch.evaluation.evaluate import evaluate  # noqa: E402
-from medsearch.evaluation.options import DEFAULT_HEADS  # noqa: E402
+from medsearch.evaluation.eval_options import DEFAULT_HEADS  # noqa: E402
 from medsearch.ingest.indexing import index_dataset  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"

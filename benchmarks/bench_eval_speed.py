@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medsearch.evaluation.evaluate import evaluate  # noqa: E402
-from medsearch.evaluation.options import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER  # noqa: E402
+from medsearch.evaluation.eval_options import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER  # noqa: E402
 from medsearch.evaluation.heads import fit_head  # noqa: E402
 from medsearch.evaluation.splits import cv_splits, holdout_split  # noqa: E402
 from medsearch.storage.store import EMBEDDED, ModelData, StoreData, write_store  # noqa: E402

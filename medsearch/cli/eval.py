@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ..evaluation.options import SPLITS, EvalOptions
+from ..evaluation.eval_options import SPLITS, EvalOptions
 from .app import emit, main, csv_list
 
 DEFAULTS = EvalOptions()

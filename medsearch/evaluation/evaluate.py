@@ -26,10 +26,10 @@ from .. import __version__
 from ..errors import MedsearchError
 from ..storage.store import StoreData, read_store
 from .fusion import fuse, is_fused
-from .options import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER, EvalOptions
+from .eval_options import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER, EvalOptions
 from .progress import EvalLog
 from .reference import anchor_for, reference_table
-from .results import FORMAT, EvalConfig, EvalResult, Reference, StoreInfo
+from .eval_results import FORMAT, EvalConfig, EvalResult, Reference, StoreInfo
 from .rounds import make_problem
 from .saved_head import save_evaluated_head
 from .scoring import score_model

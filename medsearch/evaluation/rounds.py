@@ -13,9 +13,9 @@ import numpy as np
 
 from ..errors import MedsearchError
 from ..storage.store import StoreData
-from .options import EvalOptions
+from .eval_options import EvalOptions
 from .progress import EvalLog
-from .results import Round, SplitInfo
+from .eval_results import Round, SplitInfo
 from .splits import cv_splits, holdout_split, official_split, stratification_labels
 
 

@@ -20,7 +20,7 @@ from ..storage.store import provenance
 from .heads import HEADS, head_scores
 from .metrics import auc, bootstrap_aucs, ci_from_bootstrap, classification_report_dict, delta_from_bootstrap, \
     per_class_auc
-from .results import Delta, MethodScores, ModelEvaluation, RetrievalScores
+from .eval_results import Delta, MethodScores, ModelEvaluation, RetrievalScores
 from .retrieval import count_relevant, retrieval_metrics
 from .rounds import Problem, check_training_part, inner_folds
 

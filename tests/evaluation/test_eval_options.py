@@ -9,7 +9,7 @@ from medsearch.cli import main
 from medsearch.cli.eval import DEFAULTS, eval_cmd
 from medsearch.errors import MedsearchError
 from medsearch.evaluation.heads import C_GRID, SAVABLE_HEADS
-from medsearch.evaluation.options import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER, SPLITS, EvalOptions
+from medsearch.evaluation.eval_options import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER, SPLITS, EvalOptions
 from medsearch.search.knn import WEIGHTS
 
 

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from medsearch.evaluation.evaluate import evaluate
-from medsearch.evaluation.options import EvalOptions
-from medsearch.evaluation.results import Delta, EvalResult, MethodScores, ModelEvaluation, RetrievalScores, SplitInfo
+from medsearch.evaluation.eval_options import EvalOptions
+from medsearch.evaluation.eval_results import Delta, EvalResult, MethodScores, ModelEvaluation, RetrievalScores, SplitInfo
 
 from ..conftest import QUICK, make_store
 
