@@ -109,6 +109,7 @@ REGISTRY: dict[str, EncoderSpec] = {s.name: s for s in (
 
 
 def list_encoders() -> list[str]:
+    """The named encoders of the registry (generic open_clip:/timm:/torchvision: specs are accepted too)."""
     return list(REGISTRY)
 
 
