@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImageError, MedsearchError
+from ..storage.store import LabelledRows
 from .images import IMAGE_EXTENSIONS, array_to_image, load_image
 
 # Names a scan never enters or reads: dot files and folders (.ipynb_checkpoints, .DS_Store, ._x.png resource forks,
@@ -30,29 +31,19 @@ def is_hidden(name: str) -> bool:
 
 
 @dataclass
-class Dataset:
+class Dataset(LabelledRows):
     """Everything `index` stores about the rows of a dataset. ``sources[i]`` is a path relative to ``root``
     (or ``split/index`` inside an npz); ``missing[i]`` gives why a row's image could not be located.
     ``reading`` says in one line how the labels were read; ``dropped`` lists manifest rows that cannot be
     stored at all (id as written, reason)."""
 
-    root: str
-    layout: str
-    ids: list[str]
-    sources: list[str]
-    labels: np.ndarray
-    label_names: list[str]
-    task: str
-    groups: list[str] | None = None
-    splits: list[str] | None = None
+    root: str = field(kw_only=True)
+    layout: str = field(kw_only=True)
     missing: dict[int, str] = field(default_factory=dict)
     manifest: str | None = None
     reading: str = ""
     dropped: list[tuple[str, str]] = field(default_factory=list)
     _arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
     def path(self, i: int) -> str | None:
         """File of row ``i`` (None for an npz row)."""
@@ -97,8 +88,8 @@ def scan_folders(root: Path) -> Dataset:
                     labels.append(c)
     task = "binary" if len(classes) == 2 else "multiclass"
     reading = f"one sub-folder per class: {', '.join(classes)} ({task})"
-    return Dataset(str(root.resolve()), "folders", list(sources), sources, np.asarray(labels, np.int64), classes, task,
-                   reading=reading)
+    return Dataset(list(sources), sources, np.asarray(labels, np.int64), classes, task, root=str(root.resolve()),
+                   layout="folders", reading=reading)
 
 
 def scan_npz(path: Path) -> Dataset:
@@ -132,8 +123,8 @@ def scan_npz(path: Path) -> Dataset:
         names = [str(c) for c in range(n_classes)]
     reading = (f"labels from the {'_labels, '.join(splits)}_labels arrays ({task}, {len(names)} classes: "
                f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); official split kept")
-    ds = Dataset(str(path.resolve()), "npz", list(sources), sources, labels, names, task, splits=split_names,
-                 reading=reading)
+    ds = Dataset(list(sources), sources, labels, names, task, splits=split_names, root=str(path.resolve()),
+                 layout="npz", reading=reading)
     ds._arrays = images
     return ds
 

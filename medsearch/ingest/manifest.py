@@ -53,8 +53,8 @@ def scan_csv(root: Path, manifest, image_col, label_col, label_cols, group_col, 
     sources, missing = _sources(root, image_folder(root, images_dir), ids, manifest_path)
     groups = [r[grp_col] for r in rows] if grp_col else None
     splits = [r[spl_col].lower() for r in rows] if spl_col else None
-    return Dataset(str(root.resolve()), "csv", ids, sources, labels, names, task, groups=groups, splits=splits,
-                   missing=missing, manifest=str(manifest_path.resolve()), reading=reading, dropped=dropped)
+    return Dataset(ids, sources, labels, names, task, groups=groups, splits=splits, root=str(root.resolve()),
+                   layout="csv", missing=missing, manifest=str(manifest_path.resolve()), reading=reading, dropped=dropped)
 
 
 def _manifest_path(root: Path, manifest: str | None) -> tuple[Path, Path]:

@@ -64,9 +64,10 @@ class ModelData:
 
 
 @dataclass
-class StoreData:
-    """A whole store in memory. Labels: int64 (n,) class indices, or int8 (n, L) multi-hot for multilabel.
-    ``read_store`` validates all of it; ``write_store`` refuses one that would not pass."""
+class LabelledRows:
+    """Rows with their labels, as a dataset yields them and a store keeps them: ids, sources, labels (int64 (n,)
+    class indices, or int8 (n, L) multi-hot for multilabel) named by ``label_names``, the task, and the optional
+    patient groups and official split."""
 
     ids: list[str]
     sources: list[str]
@@ -75,13 +76,6 @@ class StoreData:
     task: str
     groups: list[str] | None = None
     splits: list[str] | None = None
-    attrs: dict = field(default_factory=dict)
-    models: dict[str, ModelData] = field(default_factory=dict)
-    # content fingerprint of each row's image: hex sha256 of the file's bytes (npz: of the image array's
-    # bytes), '' when it could not be read; and [size in bytes, mtime_ns] of the file, [-1, -1] when unknown.
-    # None in stores written before these were recorded.
-    sha256: list[str] | None = None
-    file_stat: np.ndarray | None = None          # int64 (n, 2)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -92,6 +86,20 @@ class StoreData:
         if self.task == "multilabel":
             return [self.label_names[j] for j in np.flatnonzero(y)]
         return [self.label_names[int(y)]]
+
+
+@dataclass
+class StoreData(LabelledRows):
+    """A whole store in memory: its rows, root attributes and models. ``read_store`` validates all of it;
+    ``write_store`` refuses one that would not pass."""
+
+    attrs: dict = field(default_factory=dict)
+    models: dict[str, ModelData] = field(default_factory=dict)
+    # content fingerprint of each row's image: hex sha256 of the file's bytes (npz: of the image array's
+    # bytes), '' when it could not be read; and [size in bytes, mtime_ns] of the file, [-1, -1] when unknown.
+    # None in stores written before these were recorded.
+    sha256: list[str] | None = None
+    file_stat: np.ndarray | None = None          # int64 (n, 2)
 
     def model(self, key: str | None) -> tuple[str, ModelData]:
         """The named model, or the only one when ``key`` is None; a clear error otherwise."""
