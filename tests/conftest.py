@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medsearch.errors import MedsearchError
 from medsearch.storage.store import EMBEDDED, ModelData, StoreData, write_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +102,33 @@ def index_tiny(ds, out, **kw):
     from medsearch.ingest.indexing import index_dataset
 
     return index_dataset(str(ds), out=str(out), models=("tiny",), progress=False, **kw)
+
+
+def raises_one_line(call) -> str:
+    """Run ``call``; it must raise a MedsearchError whose message is one non-empty line, which is returned."""
+    with pytest.raises(MedsearchError) as info:
+        call()
+    assert "\n" not in str(info.value) and str(info.value)
+    return str(info.value)
+
+
+def run_cli(*args):
+    """``medsearch ARGS...`` in this process (click's runner); every argument is passed as a string."""
+    from click.testing import CliRunner
+
+    from medsearch.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def cli_error_line(res, *fragments) -> str:
+    """A CLI run that failed as a user error: exit code 2 and one line "medsearch: error: ..." holding every
+    fragment; returns that output."""
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("medsearch: error:") and res.output.count("\n") == 1, res.output
+    for f in fragments:
+        assert f in res.output, res.output
+    return res.output
 
 
 # ---- synthetic stores for evaluation tests ----

@@ -3,17 +3,15 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import medsearch.ingest.indexing as index_module
-from medsearch.cli import main
 from medsearch.ingest.indexing import index_dataset
 from medsearch.storage.summary import store_summary
 from medsearch.search.query import query
 from medsearch.errors import MedsearchError
 from medsearch.storage.store import EMBEDDED, Journal, read_store
 
-from ..conftest import FAST
+from ..conftest import FAST, run_cli
 
 MODEL = dict(models=("mobilenet-v2",), random_init=True, progress=False, **FAST)
 
@@ -119,10 +117,6 @@ def test_unreadable_images_skipped_or_zero_filled(folder_dataset, tmp_path):
     assert report["models"]["mobilenet-v2"]["problems"][0]["state"] == "zero-filled"
 
 
-def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 @pytest.mark.parametrize("args,match", [
     (["index", "/no/such/folder"], "does not exist"),
     (["index", "{tmp}", "--model", "nonsense-net"], "unknown encoder"),
@@ -131,7 +125,7 @@ def _cli(*args):
 ])
 def test_cli_errors_are_one_line(folder_dataset, tmp_path, args, match):
     img = folder_dataset / "benign" / "benign_01.png"
-    res = _cli(*[a.format(tmp=tmp_path, img=img) for a in args])
+    res = run_cli(*[a.format(tmp=tmp_path, img=img) for a in args])
     assert res.exit_code == 2
     assert res.output.count("\n") == 1 and res.output.startswith("medsearch: error:")
     assert match in res.output.lower()
@@ -142,9 +136,9 @@ def test_cli_query_bad_image_and_wrong_model(folder_dataset, tmp_path):
     _index(folder_dataset, out)
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    res = _cli("query", bad, "--index", out)
+    res = run_cli("query", bad, "--index", out)
     assert res.exit_code == 2 and "cannot read query image" in res.output
-    res = _cli("query", folder_dataset / "benign" / "benign_01.png", "--index", out, "--model", "resnet50")
+    res = run_cli("query", folder_dataset / "benign" / "benign_01.png", "--index", out, "--model", "resnet50")
     assert res.exit_code == 2 and "no model 'resnet50'" in res.output
-    ok = _cli("query", folder_dataset / "benign" / "benign_01.png", "--index", out, "-k", "3", "--json")
+    ok = run_cli("query", folder_dataset / "benign" / "benign_01.png", "--index", out, "-k", "3", "--json")
     assert ok.exit_code == 0 and len(json.loads(ok.output)[0]["neighbours"]) == 3

@@ -11,12 +11,10 @@ from sklearn.exceptions import ConvergenceWarning
 from medsearch.cli import main
 from medsearch.evaluation.evaluate import evaluate
 from medsearch.errors import MedsearchError
-from medsearch.solvers.grid_search import head_grid, search_heads
-from medsearch.evaluation.heads import HEADS, fit_head, head_scores, load_head, save_head
-from medsearch.evaluation.splits import cv_splits
+from medsearch.evaluation.heads import load_head
 from medsearch.storage.store import read_store, write_store
 
-from ..conftest import FAST, QUICK, make_store, needs_shared
+from ..conftest import FAST, QUICK, make_store, needs_shared, raises_one_line
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
 def test_every_method_separates_clusters(tmp_path, task):
@@ -78,78 +76,20 @@ def test_official_split_is_used_when_the_store_has_one(tmp_path):
         evaluate(make_store(tmp_path / "t", n=60), split="official", report_dir=tmp_path / "rep2", **QUICK)
 
 
-def _small(task, n=90, d=10, seed=1):
-    rng = np.random.default_rng(seed)
-    k = 2 if task == "binary" else 3
-    blob = rng.integers(0, k, n)
-    X = (np.eye(k, d)[blob] * 1.3 + rng.normal(size=(n, d))).astype(np.float32)  # overlapping: AUC < 1
-    if task == "multilabel":
-        return X, np.column_stack([blob == 0, blob == 1, (blob != 1) ^ (rng.random(n) < 0.2)]).astype(int)
-    return X, blob
-
-
-@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
-def test_fast_search_equals_plain_gridsearchcv(task):
-    """Same chosen settings, same CV AUCs and the same refitted scores as heads.fit_head's GridSearchCV."""
-    X, y = _small(task)
-    folds = cv_splits(y, task, n_splits=5, seed=0)
-    C = (0.1, 1.0)  # larger C only adds liblinear iteration-limit fits; the search logic is the same
-    fast = search_heads(list(HEADS), X, y, task, folds=folds, grids={h: head_grid(h, C) for h in HEADS}, n_jobs=2)
-    X_new, _ = _small(task, n=40, seed=2)
-    for name in HEADS:
-        grid = {key: ([c for c in values if c in C] if key.endswith("__C") else values)
-                for key, values in HEADS[name].grid(task).items()}
-        estimator, params, cv_auc = fit_head(name, X, y, task, folds=folds, grid=grid)
-        # LinearSVC (and binary / multilabel SVC-linear, more images than dimensions) is solved to optimality
-        # by Newton's method; liblinear and libsvm stop at their tol=1e-4 / 1e-3 short of it, which can swap
-        # the order of a few close scores in a fold
-        primal = name == "linear-svc" or (name == "svc-linear" and task != "multiclass")
-        assert (type(fast[name].estimator[-1]).__name__ == "PrimalLinearSVC") == primal, name
-        assert fast[name].params == params, name
-        assert fast[name].cv_auc == pytest.approx(cv_auc, abs=2e-3 if primal else 1e-9), name
-        atol = (5e-3 if name == "svc-linear" else 1e-3) if primal else 1e-6  # libsvm's tol bounds the KKT gap
-        assert np.allclose(head_scores(fast[name].estimator, X_new, task), head_scores(estimator, X_new, task), atol=atol)
-        assert len(fast[name].cv_results) == len(C) * (2 if name in ("linear-svc", "svc-rbf") else 1)
-
-
-@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
-def test_linear_svc_through_libsvm_matches_liblinear_when_wide(task, tmp_path):
-    """Fewer images than dimensions: LinearSVC's problem is solved by libsvm (linear_svc_dual), to tolerance."""
-    X, y = _small(task, n=80, d=120)
-    folds = cv_splits(y, task, n_splits=5, seed=0)
-    fast = search_heads(["linear-svc"], X, y, task, folds=folds, n_jobs=2)["linear-svc"]
-    assert type(fast.estimator[-1]).__name__ == "DualLinearSVC" and fast.not_converged == 0
-    estimator, params, cv_auc = fit_head("linear-svc", X, y, task, folds=folds)
-    assert fast.params == params and fast.cv_auc == pytest.approx(cv_auc, abs=1e-3)
-    X_new, _ = _small(task, n=30, d=120, seed=2)
-    assert np.allclose(head_scores(fast.estimator, X_new, task), head_scores(estimator, X_new, task), atol=2e-3)
-    classes = ["a", "b"] if task == "binary" else ["a", "b", "c"]
-    save_head(tmp_path / "h.npz", fast.estimator, name="linear-svc", task=task, classes=classes, model_key="m",
-              encoder={})
-    assert np.allclose(load_head(tmp_path / "h.npz").scores(X_new), head_scores(fast.estimator, X_new, task), atol=1e-8)
-
-
-def _one_line_error(call):
-    with pytest.raises(MedsearchError) as info:
-        call()
-    assert "\n" not in str(info.value) and str(info.value)
-    return str(info.value)
-
-
 def test_errors_are_one_line(tmp_path):
     store = make_store(tmp_path / "s", "binary", n=60)
     rep = dict(report_dir=tmp_path / "rep", **QUICK)
-    assert "unknown head" in _one_line_error(lambda: evaluate(store, heads=("lr", "forest"), **rep))
-    assert "no model 'nope'" in _one_line_error(lambda: evaluate(store, models=("nope",), **rep))
+    assert "unknown head" in raises_one_line(lambda: evaluate(store, heads=("lr", "forest"), **rep))
+    assert "no model 'nope'" in raises_one_line(lambda: evaluate(store, models=("nope",), **rep))
     one_class = make_store(tmp_path / "one", "multiclass", n=60)
     data = read_store(one_class)
     data.labels[:] = 0
     write_store(data, one_class)
-    assert "class" in _one_line_error(lambda: evaluate(one_class, **rep))
+    assert "class" in raises_one_line(lambda: evaluate(one_class, **rep))
     few = make_store(tmp_path / "few", "binary", n=10)
-    assert "fold" in _one_line_error(lambda: evaluate(few, **rep))
-    assert "only lr and linear-svc" in _one_line_error(lambda: evaluate(store, save_head="svc-rbf", **rep))
-    assert "cannot be combined" in _one_line_error(lambda: evaluate(store, cv=5, split="official", **rep))
+    assert "fold" in raises_one_line(lambda: evaluate(few, **rep))
+    assert "only lr and linear-svc" in raises_one_line(lambda: evaluate(store, save_head="svc-rbf", **rep))
+    assert "cannot be combined" in raises_one_line(lambda: evaluate(store, cv=5, split="official", **rep))
 
 
 def test_a_class_too_small_to_split_is_named_with_the_flag(tmp_path):
@@ -157,7 +97,7 @@ def test_a_class_too_small_to_split_is_named_with_the_flag(tmp_path):
     data = read_store(store)
     data.labels[np.flatnonzero(data.labels == 2)[3:]] = 0  # class 'c' keeps 3 images
     write_store(data, store)
-    message = _one_line_error(lambda: evaluate(store, cv=5, report_dir=tmp_path / "rep", **QUICK))
+    message = raises_one_line(lambda: evaluate(store, cv=5, report_dir=tmp_path / "rep", **QUICK))
     assert message.startswith("--cv 5: class 'c' has only 3 image(s)"), message
 
 
@@ -247,24 +187,9 @@ def test_linear_svc_loss_restricts_the_grid(tmp_path):
     method = r["models"]["m1"]["methods"]["linear-svc"]
     assert [c["params"]["loss"] for c in method["cv_results"]] == ["squared_hinge"]
     assert r["config"]["grids"]["linear-svc"]["loss"] == ["squared_hinge"]
-    message = _one_line_error(lambda: evaluate(store, heads=("linear-svc",), linear_svc_loss=("l1",),
+    message = raises_one_line(lambda: evaluate(store, heads=("linear-svc",), linear_svc_loss=("l1",),
                                                report_dir=tmp_path / "rep2", **QUICK))
     assert "unknown --linear-svc-loss" in message
-
-
-def test_rbf_gammas_that_agree_share_one_kernel():
-    """'scale' and 'auto' are the same number on standardised data without constant columns (then one set
-    of fits serves both), and different once a column is constant."""
-    from medsearch.solvers.grid_search import _gamma, _settings, same_gammas
-
-    settings = _settings(head_grid("svc-rbf"))
-    X = np.random.default_rng(0).normal(size=(50, 8))
-    X = (X - X.mean(0)) / X.std(0)
-    shared = same_gammas(settings, X)
-    assert shared["scale"] == shared["auto"] == pytest.approx(1 / 8)
-    X[:, 0] = 0.0  # a dead column: the overall variance drops to 7/8
-    split = same_gammas(settings, X)
-    assert split == {"scale": _gamma("scale", X), "auto": 1 / 8} and split["scale"] != split["auto"]
 
 
 NAN, INF = float("nan"), float("inf")
@@ -289,7 +214,7 @@ NAN, INF = float("nan"), float("inf")
 def test_options_are_checked_before_the_store_is_read(tmp_path, option, value, flag):
     """Issue 12, defect 9: `eval --C nan` exited 3 from scikit-learn. Every option is checked in evaluate()
     itself, before anything is read (the store here does not even exist), with one line naming the flag."""
-    message = _one_line_error(lambda: evaluate(tmp_path / "no-store", **{**QUICK, option: value}))
+    message = raises_one_line(lambda: evaluate(tmp_path / "no-store", **{**QUICK, option: value}))
     assert flag in message and "no medsearch store" not in message
 
 
@@ -307,12 +232,12 @@ def test_options_too_large_for_the_store_are_refused_before_fitting(tmp_path, mo
     rep = dict(report_dir=tmp_path / "rep", **QUICK)
     for option, value, flag in [("cv", 61, "--cv"), ("cv", 40, "--cv"), ("knn_k", 49, "--knn-k"),
                                 ("ks", (1, 49), "--ks"), ("folds", 30, "--folds"), ("test_size", 0.99, "--test-size")]:
-        message = _one_line_error(lambda: evaluate(store, **{**rep, option: value}))
+        message = raises_one_line(lambda: evaluate(store, **{**rep, option: value}))
         assert flag in message, (option, value, message)
-    assert "--ks" not in _one_line_error(lambda: evaluate(store, retrieval=False, ks=(1, 49), folds=30, **rep))
+    assert "--ks" not in raises_one_line(lambda: evaluate(store, retrieval=False, ks=(1, 49), folds=30, **rep))
 
 
-def test_cli_nan_C_is_a_one_line_error(tmp_path):
+def test_cli_nan_C_is_araises_one_line(tmp_path):
     store = make_store(tmp_path / "s", "binary", n=60)
     res = CliRunner().invoke(main, ["eval", "--index", str(store), "--C", "nan", "--quiet", "--report-dir",
                                     str(tmp_path / "rep")])
@@ -326,10 +251,3 @@ def test_knn_k_up_to_the_training_rows_is_used_as_given(tmp_path):
     assert r["split"]["n_train"] == 48 and r["models"]["m1"]["methods"]["knn"]["params"]["k"] == 48
 
 
-def test_search_heads_checks_the_grids_and_the_iteration_cap():
-    X, y = _small("binary")
-    folds = cv_splits(y, "binary", n_splits=3, seed=0)
-    assert "--C" in _one_line_error(lambda: search_heads(["lr"], X, y, "binary", folds=folds,
-                                                         grids={"lr": {"C": [1.0, float("nan")]}}))
-    assert "--max-iter" in _one_line_error(lambda: search_heads(["linear-svc"], X, y, "binary", folds=folds,
-                                                                linear_svc_max_iter=10**6))

@@ -1,10 +1,6 @@
-"""Helpers shared by tests/ingest: manifests and images written into a folder, the CLI run in-process and its
-one-line errors, a random-init model small enough for quick index runs."""
+"""Helpers shared by tests/ingest: manifests and images written into a folder, a random-init model small enough
+for quick index runs (the CLI runner and its one-line error check are in tests/conftest.py)."""
 import csv
-
-from click.testing import CliRunner
-
-from medsearch.cli import main
 
 from ..conftest import FAST, make_image
 
@@ -22,17 +18,6 @@ def write_images(root, n=4):
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         make_image(root / f"{i}.png", i % 2, i)
-
-
-def run_cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(res, *fragments):
-    assert res.exit_code == 2, res.output
-    assert res.output.startswith("medsearch: error:") and res.output.count("\n") == 1, res.output
-    for f in fragments:
-        assert f in res.output, res.output
 
 
 def two_classes(root, names=("a", "b"), seed=0):

@@ -3,13 +3,13 @@ and sizes no encoder can use are refused before any work."""
 
 import pytest
 
-from .conftest import one_line_error, run_cli
+from ..conftest import cli_error_line, run_cli
 
 
 @pytest.mark.parametrize("name", ["..", ".", "!!!", ".hidden", "/"])
 def test_names_that_alias_the_folder_are_refused(tmp_path, tiny, folder_dataset, name):
     res = run_cli("index", folder_dataset, "--out", tmp_path / "out", "--model", "tiny", "--name", name, "--quiet")
-    one_line_error(res, "--name")
+    cli_error_line(res, "--name")
     assert not (tmp_path / "out").exists()
 
 
@@ -25,5 +25,5 @@ def test_names_that_alias_the_folder_are_refused(tmp_path, tiny, folder_dataset,
 def test_bad_sizes_are_refused_up_front(tmp_path, folder_dataset, args, fragment):
     res = run_cli("index", folder_dataset, "--out", tmp_path / "out", "--model", "mobilenet-v2", "--random-init",
                "--quiet", *args)
-    one_line_error(res, fragment)
+    cli_error_line(res, fragment)
     assert not (tmp_path / "out").exists()

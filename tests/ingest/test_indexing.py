@@ -12,8 +12,8 @@ from medsearch.ingest.indexing import index_dataset
 from medsearch.search.query import query
 from medsearch.storage.store import read_store
 
-from ..conftest import index_tiny, needs_shared
-from .conftest import REAL, one_line_error, run_cli, two_classes
+from ..conftest import cli_error_line, index_tiny, needs_shared, run_cli
+from .conftest import REAL, two_classes
 
 
 def test_newline_in_a_file_name_does_not_split_index_output(tmp_path, tiny):
@@ -45,7 +45,7 @@ def test_query_refuses_an_index_left_behind_by_an_interrupted_run(tmp_path, fold
         index_dataset(str(folder_dataset), out=str(out), **REAL)
     monkeypatch.undo()
     res = run_cli("query", folder_dataset / "malignant" / "malignant_07.png", "--index", out)
-    one_line_error(res, "out of date", "medsearch index")
+    cli_error_line(res, "out of date", "medsearch index")
     index_dataset(str(folder_dataset), out=str(out), **REAL)  # finishing the run makes the index current again
     assert run_cli("query", folder_dataset / "malignant" / "malignant_07.png", "--index", out).exit_code == 0
 

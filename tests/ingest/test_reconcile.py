@@ -9,8 +9,8 @@ from medsearch.ingest.indexing import index_dataset
 from medsearch.search.query import query
 from medsearch.storage.store import EMBEDDED, read_store
 
-from ..conftest import index_tiny, make_image
-from .conftest import REAL, one_line_error, run_cli, two_classes
+from ..conftest import cli_error_line, index_tiny, make_image, run_cli
+from .conftest import REAL, two_classes
 
 
 @pytest.mark.parametrize("names", [("a", "b"), ("c", "d")])
@@ -22,7 +22,7 @@ def test_another_dataset_is_refused_and_nothing_stored_changes(tmp_path, tiny, n
     index_tiny(first, out)
     before = (out / "store.h5").read_bytes()
     res = run_cli("index", other, "--out", out, "--model", "tiny", "--quiet")
-    one_line_error(res, "belongs to the dataset", str(first.resolve()), "--moved-from")
+    cli_error_line(res, "belongs to the dataset", str(first.resolve()), "--moved-from")
     assert (out / "store.h5").read_bytes() == before
 
 
@@ -45,7 +45,7 @@ def test_a_moved_dataset_is_followed_and_verified_file_by_file(tmp_path, tiny):
     assert (after.models["tiny"].embedding[same] == before.models["tiny"].embedding[same]).all()
     assert not (after.models["tiny"].embedding[row] == before.models["tiny"].embedding[row]).all()
     res = run_cli("index", moved, "--out", out, "--model", "tiny", "--moved-from", tmp_path / "elsewhere", "--quiet")
-    one_line_error(res, "is not where the store's dataset was")
+    cli_error_line(res, "is not where the store's dataset was")
 
 
 def test_a_file_changed_in_place_is_re_embedded_and_found_by_query(tmp_path, folder_dataset):

@@ -6,9 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from medsearch.cli import main
 from medsearch.evaluation.evaluate import evaluate
 from medsearch.ingest.indexing import index_dataset
 from medsearch.cli.query import format_query_results
@@ -18,7 +16,7 @@ from medsearch.errors import MedsearchError
 from medsearch.evaluation.heads import SAVE_FORMAT
 from medsearch.storage.store import StoreData
 
-from ..conftest import FAST, make_image
+from ..conftest import FAST, cli_error_line, make_image, run_cli
 
 MODEL = dict(models=("mobilenet-v2",), random_init=True, progress=False, **FAST)
 
@@ -46,27 +44,17 @@ def stores(tmp_path_factory):
             "head": r.models["mobilenet-v2"].saved_head}
 
 
-def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_line_error(res):
-    assert res.exit_code == 2, res.output
-    assert res.output.startswith("medsearch: error:") and res.output.count("\n") == 1, res.output
-    return res.output
-
-
 def test_head_of_a_store_with_other_classes_is_refused(stores):
     """Issue 12, defect 1: a 3-class head applied to a binary store gave `lr probabilities: 0 100%, 1 0%`."""
     img = stores["three"] / "benign" / "benign_00.png"
-    out = _one_line_error(_cli("query", img, "--index", stores["idx2"], "--head", stores["head"], "-k", "3"))
+    out = cli_error_line(run_cli("query", img, "--index", stores["idx2"], "--head", stores["head"], "-k", "3"))
     assert "benign, malignant, normal" in out and "0, 1" in out and "multiclass" in out and "binary" in out
     assert f"--index {stores['idx2']} --save-head lr" in out
-    ok = _cli("query", img, "--index", stores["idx3"], "--head", stores["head"], "-k", "3")
+    ok = run_cli("query", img, "--index", stores["idx3"], "--head", stores["head"], "-k", "3")
     assert ok.exit_code == 0, ok.output
     line = next(x for x in ok.output.splitlines() if "lr probabilities:" in x)
     assert all(name in line for name in ("benign", "malignant", "normal"))
-    as_json = json.loads(_cli("query", img, "--index", stores["idx3"], "--head", stores["head"], "--json").output)
+    as_json = json.loads(run_cli("query", img, "--index", stores["idx3"], "--head", stores["head"], "--json").output)
     probabilities = as_json[0]["head"]["probabilities"]
     assert list(probabilities) == ["benign", "malignant", "normal"] and sum(probabilities.values()) == pytest.approx(1, abs=1e-3)
 
@@ -91,7 +79,7 @@ def test_head_of_an_older_format_is_refused(stores, tmp_path):
 
     old = _rewrite(stores["head"], tmp_path / "old.npz", old_format)
     img = stores["three"] / "benign" / "benign_00.png"
-    out = _one_line_error(_cli("query", img, "--index", stores["idx3"], "--head", old))
+    out = cli_error_line(run_cli("query", img, "--index", stores["idx3"], "--head", old))
     assert "re-save it" in out and "medsearch-linear-head/1" in out and SAVE_FORMAT != "medsearch-linear-head/1"
 
 
@@ -141,7 +129,7 @@ def test_newlines_in_names_stay_on_one_line(odd_names):
     """Issue 12, defect 10: a newline in a file name split the one-line-per-neighbour output."""
     root, out, evil = odd_names
     k = 6
-    res = _cli("query", evil, "--index", out, "-k", k, "--include-self")
+    res = run_cli("query", evil, "--index", out, "-k", k, "--include-self")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert len(lines) == 3 + k, res.output  # query line, header, k neighbours, vote
@@ -150,13 +138,13 @@ def test_newlines_in_names_stay_on_one_line(odd_names):
     assert lines[2].split()[0] == "1" and lines[2].endswith("benign/evil\\nname\\t\\x1b[31m.png")
     assert all(line.split()[0] == str(rank) for rank, line in enumerate(lines[2:2 + k], 1))
     other = root / "mal\nignant" / "mal\nignant_00.png"
-    res = _cli("query", other, "--index", out, "-k", k, "--exclude-id", "benign/evil\nname\t\x1b[31m.png")
+    res = run_cli("query", other, "--index", out, "-k", k, "--exclude-id", "benign/evil\nname\t\x1b[31m.png")
     lines = res.output.splitlines()
     assert res.exit_code == 0 and len(lines) == 3 + k, res.output
     assert "excluding benign/evil\\nname\\t\\x1b[31m.png" in lines[0]
     assert "mal\\nignant" in lines[-1] and lines[-1].startswith("  k-NN vote: ")
     assert any("mal\\nignant" in line for line in lines[2:2 + k])
-    as_json = json.loads(_cli("query", evil, "--index", out, "-k", k, "--include-self", "--json").output)[0]
+    as_json = json.loads(run_cli("query", evil, "--index", out, "-k", k, "--include-self", "--json").output)[0]
     assert as_json["query"] == str(evil) and as_json["neighbours"][0]["source"] == "benign/evil\nname\t\x1b[31m.png"
     assert set(as_json["vote"]) == {"benign", "mal\nignant"}
 

@@ -8,7 +8,7 @@ from sklearn.svm import SVC, LinearSVC
 from threadpoolctl import threadpool_limits
 
 from medsearch.errors import MedsearchError
-from medsearch.evaluation.heads import HEADS, head_scores
+from medsearch.evaluation.heads import HEADS, fit_head, head_scores, load_head, save_head
 from medsearch.evaluation.metrics import auc_aligned
 from medsearch.evaluation.splits import cv_splits
 from medsearch.solvers import fast
@@ -20,6 +20,8 @@ from medsearch.solvers.primal import PrimalLinearSVC
 from medsearch.solvers.routing import (DUAL, KERNEL, MAX_KERNEL_ROWS, PRIMAL, SKLEARN, refit_estimator, route,
                                        route_note)
 from medsearch.solvers.units import Fold, kernel_unit
+
+from ..conftest import raises_one_line
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -68,7 +70,7 @@ def _small(task, n=90, d=10, seed=1):
     rng = np.random.default_rng(seed)
     k = 2 if task == "binary" else 3
     blob = rng.integers(0, k, n)
-    X = (np.eye(k, d)[blob] * 1.3 + rng.normal(size=(n, d))).astype(np.float32)
+    X = (np.eye(k, d)[blob] * 1.3 + rng.normal(size=(n, d))).astype(np.float32)  # overlapping: AUC < 1
     if task == "multilabel":
         return X, np.column_stack([blob == 0, blob == 1, (blob != 1) ^ (rng.random(n) < 0.2)]).astype(int)
     return X, blob
@@ -156,3 +158,71 @@ def test_c_path_reuse_gives_the_scores_of_fresh_fits(task):
         fresh = precomputed_svc("svc-linear", task, C).fit(gram_train, fold.y_train)
         expected = auc_aligned(fold.y_test, head_scores(fresh, gram_test, task), task, getattr(fresh, "classes_", None))
         assert score == pytest.approx(expected, abs=1e-9), C
+
+
+# ---- the fast search against scikit-learn's own (moved from tests/evaluation/test_evaluate.py) ----
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_fast_search_equals_plain_gridsearchcv(task):
+    """Same chosen settings, same CV AUCs and the same refitted scores as heads.fit_head's GridSearchCV."""
+    X, y = _small(task)
+    folds = cv_splits(y, task, n_splits=5, seed=0)
+    C = (0.1, 1.0)  # larger C only adds liblinear iteration-limit fits; the search logic is the same
+    fast = search_heads(list(HEADS), X, y, task, folds=folds, grids={h: head_grid(h, C) for h in HEADS}, n_jobs=2)
+    X_new, _ = _small(task, n=40, seed=2)
+    for name in HEADS:
+        grid = {key: ([c for c in values if c in C] if key.endswith("__C") else values)
+                for key, values in HEADS[name].grid(task).items()}
+        estimator, params, cv_auc = fit_head(name, X, y, task, folds=folds, grid=grid)
+        # LinearSVC (and binary / multilabel SVC-linear, more images than dimensions) is solved to optimality
+        # by Newton's method; liblinear and libsvm stop at their tol=1e-4 / 1e-3 short of it, which can swap
+        # the order of a few close scores in a fold
+        primal = name == "linear-svc" or (name == "svc-linear" and task != "multiclass")
+        assert (type(fast[name].estimator[-1]).__name__ == "PrimalLinearSVC") == primal, name
+        assert fast[name].params == params, name
+        assert fast[name].cv_auc == pytest.approx(cv_auc, abs=2e-3 if primal else 1e-9), name
+        atol = (5e-3 if name == "svc-linear" else 1e-3) if primal else 1e-6  # libsvm's tol bounds the KKT gap
+        assert np.allclose(head_scores(fast[name].estimator, X_new, task), head_scores(estimator, X_new, task), atol=atol)
+        assert len(fast[name].cv_results) == len(C) * (2 if name in ("linear-svc", "svc-rbf") else 1)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_linear_svc_through_libsvm_matches_liblinear_when_wide(task, tmp_path):
+    """Fewer images than dimensions: LinearSVC's problem is solved by libsvm (linear_svc_dual), to tolerance."""
+    X, y = _small(task, n=80, d=120)
+    folds = cv_splits(y, task, n_splits=5, seed=0)
+    fast = search_heads(["linear-svc"], X, y, task, folds=folds, n_jobs=2)["linear-svc"]
+    assert type(fast.estimator[-1]).__name__ == "DualLinearSVC" and fast.not_converged == 0
+    estimator, params, cv_auc = fit_head("linear-svc", X, y, task, folds=folds)
+    assert fast.params == params and fast.cv_auc == pytest.approx(cv_auc, abs=1e-3)
+    X_new, _ = _small(task, n=30, d=120, seed=2)
+    assert np.allclose(head_scores(fast.estimator, X_new, task), head_scores(estimator, X_new, task), atol=2e-3)
+    classes = ["a", "b"] if task == "binary" else ["a", "b", "c"]
+    save_head(tmp_path / "h.npz", fast.estimator, name="linear-svc", task=task, classes=classes, model_key="m",
+              encoder={})
+    assert np.allclose(load_head(tmp_path / "h.npz").scores(X_new), head_scores(fast.estimator, X_new, task), atol=1e-8)
+
+
+def test_rbf_gammas_that_agree_share_one_kernel():
+    """'scale' and 'auto' are the same number on standardised data without constant columns (then one set
+    of fits serves both), and different once a column is constant."""
+    from medsearch.solvers.grid_search import _gamma, _settings, same_gammas
+
+    settings = _settings(head_grid("svc-rbf"))
+    X = np.random.default_rng(0).normal(size=(50, 8))
+    X = (X - X.mean(0)) / X.std(0)
+    shared = same_gammas(settings, X)
+    assert shared["scale"] == shared["auto"] == pytest.approx(1 / 8)
+    X[:, 0] = 0.0  # a dead column: the overall variance drops to 7/8
+    split = same_gammas(settings, X)
+    assert split == {"scale": _gamma("scale", X), "auto": 1 / 8} and split["scale"] != split["auto"]
+
+
+def test_search_heads_checks_the_grids_and_the_iteration_cap():
+    X, y = _small("binary")
+    folds = cv_splits(y, "binary", n_splits=3, seed=0)
+    assert "--C" in raises_one_line(lambda: search_heads(["lr"], X, y, "binary", folds=folds,
+                                                         grids={"lr": {"C": [1.0, float("nan")]}}))
+    assert "--max-iter" in raises_one_line(lambda: search_heads(["linear-svc"], X, y, "binary", folds=folds,
+                                                                linear_svc_max_iter=10**6))

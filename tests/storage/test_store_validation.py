@@ -10,12 +10,10 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from medsearch.cli import main
 from medsearch.ingest.indexing import index_dataset
 
-from ..conftest import FAST, make_image
+from ..conftest import FAST, make_image, run_cli
 
 KEY = "mobilenet-v2"
 M = f"models/{KEY}"
@@ -37,10 +35,6 @@ def built(tmp_path_factory):
     out = root / "idx"
     index_dataset(str(ds), out=str(out), models=(KEY,), random_init=True, progress=False, **FAST)
     return ds, out
-
-
-def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def _commands(ds, store):
@@ -283,7 +277,7 @@ def _damaged_copy(built, tmp_path, tamper):
 def test_damaged_store_is_refused_with_one_line(built, tmp_path, tamper, field):
     ds, store = _damaged_copy(built, tmp_path, tamper)
     for name, args in _commands(ds, store).items():
-        res = _cli(*args)
+        res = run_cli(*args)
         assert res.exit_code == 2, f"{name}: exit {res.exit_code}: {res.output}"
         assert res.output.startswith("medsearch: error: '") and res.output.count("\n") == 1, f"{name}: {res.output}"
         assert field in res.output and str(store) in res.output, f"{name}: {res.output}"
@@ -293,17 +287,17 @@ def test_damaged_store_is_refused_with_one_line(built, tmp_path, tamper, field):
 def test_untampered_store_passes(built, tmp_path):
     ds, store = _damaged_copy(built, tmp_path, lambda f: None)
     for name, args in _commands(ds, store).items():
-        res = _cli(*args)
+        res = run_cli(*args)
         assert res.exit_code == 0, f"{name}: {res.output}"
-    assert "benign" in _cli("info", store).output
+    assert "benign" in run_cli("info", store).output
 
 
 def test_foreign_format_and_newer_version(built, tmp_path):
     ds, store = _damaged_copy(built, tmp_path, _attr("format", "something-else"))
-    res = _cli("info", store)
+    res = run_cli("info", store)
     assert res.exit_code == 2 and "not a medsearch store" in res.output and res.output.count("\n") == 1
     ds, newer = _damaged_copy(built, tmp_path / "v2", _attr("format_version", 2))
-    res = _cli("info", newer)
+    res = run_cli("info", newer)
     assert res.exit_code == 2 and "upgrade medsearch" in res.output and res.output.count("\n") == 1
 
 
@@ -312,5 +306,5 @@ def test_optional_fields_absent_or_well_formed_are_accepted(built, tmp_path):
                  _replace("rows/file_stat", np.array([[123, 1_700_000_000_000_000_000]] + [[-1, -1]] * (N - 1))),
                  _del_attr("manifest"), _del_attr("n_rows"))
     ds, store = _damaged_copy(built, tmp_path, good)
-    res = _cli("info", store)
+    res = run_cli("info", store)
     assert res.exit_code == 0, res.output
