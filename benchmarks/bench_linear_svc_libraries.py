@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import multiprocessing
 import sys
 import time
 import warnings
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -79,14 +81,18 @@ def liblinear_module(official: bool):
 def liblinear(official: bool, solver: int, threads: int):
     util = liblinear_module(official)
 
-    def fit(P, C, loss):
-        if P.problem.get(official) is None:  # built once per label, outside the timing (like a reused problem)
+    def prepare(P):  # the problem is built once per label, outside the timing (like a reused problem)
+        if P.problem.get(official) is None:
             P.problem[official] = util.problem(P.y, P.X)
+
+    def fit(P, C, loss):
+        prepare(P)
         opts = f"-s {solver} -c {C:g} -B 1 -q" + (f" -m {threads}" if threads > 1 else "")
         model = util.train(P.problem[official], opts)
         w, b = model.get_decfun()
         sign = 1.0 if model.get_labels()[0] == 1 else -1.0
         return sign * np.r_[w, b], ""
+    fit.prepare = prepare
     return fit
 
 
@@ -215,18 +221,47 @@ def warm_up(solvers) -> None:
     P.problem.clear()
 
 
-def run_label(P, Cs, solvers, name):
+def _child(fit, P, C, loss, queue) -> None:
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w, note = fit(P, C, loss)
+    queue.put((time.perf_counter() - t, w, note))
+
+
+def timed_fit(fit, P, C, loss, timeout):
+    """(seconds, w, note): the fit in a forked process, stopped after ``timeout`` seconds (w None then;
+    None: no limit)."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child, args=(fit, P, C, loss, queue))
+    child.start()
+    try:
+        return queue.get(timeout=timeout)
+    except Empty:
+        return timeout, None, f"stopped after {timeout:g} s"
+    finally:
+        child.kill()
+        child.join()
+
+
+def run_label(P, Cs, solvers, name, timeout):
     rows = []
     for (loss, C), (w, s, note) in ours_path(P, Cs).items():
         rows.append((loss, C, "ours-path", s, w, note))
+    for fit in dict.fromkeys(fit for _, fit in solvers.values()):
+        getattr(fit, "prepare", lambda P: None)(P)
     for loss in LOSSES:
-        for C in Cs:
+        stopped = set()
+        for C in Cs:  # ascending: a solver stopped at one C is not run at the larger ones
             for solver, (losses, fit) in solvers.items():
-                if loss not in losses:
+                if loss not in losses or solver in stopped:
                     continue
-                t = time.perf_counter()
-                w, note = fit(P, C, loss)
-                rows.append((loss, C, solver, time.perf_counter() - t, w, note))
+                s, w, note = timed_fit(fit, P, C, loss, None if solver.startswith("ours") else timeout)
+                if w is None:
+                    stopped.add(solver)
+                rows.append((loss, C, solver, s, w, note))
+                print(f"# {name} {loss} C={C:g} {solver}: {s:.2f} s {note}", file=sys.stderr, flush=True)
     print(f"\n## label {name!r}: {P.X.shape[0]} train x {P.X.shape[1]} ({int((P.y > 0).sum())} positive), "
           f"{P.Xt.shape[0]} test")
     print(f"{'loss':<13} {'C':>5} {'solver':<21} {'seconds':>8} {'x path':>7} {'x refit':>7} {'objective':>12} "
@@ -235,14 +270,14 @@ def run_label(P, Cs, solvers, name):
     for loss in LOSSES:
         for C in Cs:
             group = [r for r in rows if r[0] == loss and r[1] == C]
-            objs = {r[2]: objective(P.Xa, P.y, C, r[4], loss) for r in group}
-            best = min(objs.values())
+            objs = {r[2]: objective(P.Xa, P.y, C, r[4], loss) if r[4] is not None else np.nan for r in group}
+            best = np.nanmin(list(objs.values()))
             secs = {r[2]: r[3] for r in group}
             for _, _, solver, s, w, note in group:
-                auc = roc_auc_score(P.yt, P.Xat @ w)
+                auc = roc_auc_score(P.yt, P.Xat @ w) if w is not None else np.nan
                 excess = objs[solver] / best - 1.0
                 print(f"{loss:<13} {C:>5g} {solver:<21} {s:>8.2f} {s / secs['ours-path']:>7.2f} "
-                      f"{s / secs['ours-refit']:>7.2f} {objs[solver]:>12.6g} {excess:>8.1e} {auc:>8.4f}  {note}",
+                      f"{s / secs.get('ours-refit', np.nan):>7.2f} {objs[solver]:>12.6g} {excess:>8.1e} {auc:>8.4f}  {note}",
                       flush=True)
                 summary.append((loss, solver, C, s, excess, auc))
     return summary
@@ -256,8 +291,8 @@ def print_summary(summary) -> None:
         for solver in dict.fromkeys(r[1] for r in summary if r[0] == loss):
             part = [r for r in summary if r[0] == loss and r[1] == solver]
             s = sum(r[3] for r in part)
-            print(f"{loss:<13} {solver:<21} {s:>8.1f} {s / base:>7.2f} {max(r[4] for r in part):>12.1e} "
-                  f"{np.mean([r[5] for r in part]):>8.4f}")
+            print(f"{loss:<13} {solver:<21} {s:>8.1f} {s / base:>7.2f} {np.nanmax([r[4] for r in part]):>12.1e} "
+                  f"{np.nanmean([r[5] for r in part]):>8.4f}" + ("  (some C stopped)" if any(np.isnan(r[4]) for r in part) else ""))
 
 
 def main() -> None:
@@ -270,6 +305,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="threads of the libraries that have the option")
     ap.add_argument("--solvers", default="", help="comma-separated solver names to run besides ours-path (default all)")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds a library fit may take (it is stopped "
+                    "after, and not run at larger C)")
     ap.add_argument("--rows", type=int, default=0, help="use the first N training rows (0: all)")
     ap.add_argument("--quick", action="store_true", help="C in {0.1, 10}, 2000 training rows at most")
     args = ap.parse_args()
@@ -304,7 +341,7 @@ def main() -> None:
     for k in which:
         lab = labels[:, k] if labels.ndim == 2 else (labels == k).astype(int)
         P = Problem(Xtr, Xte, lab[train], lab[test])
-        summary += run_label(P, Cs, solvers, data.label_names[k])
+        summary += run_label(P, Cs, solvers, data.label_names[k], args.timeout)
     print_summary(summary)
 
 
