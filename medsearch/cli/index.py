@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from ..ingest.index_options import IndexOptions
+from ..storage.schema import LAYOUTS, TASKS
 from .app import emit, main
 
 DEFAULTS = IndexOptions()
@@ -17,7 +18,7 @@ DEFAULTS = IndexOptions()
 @click.option("--weights", multiple=True, help="Local checkpoint: PATH, or MODEL=PATH with several --model.")
 @click.option("--random-init", is_flag=True, help="Random weights (testing only; never used unless asked).")
 @click.option("--name", help="Store key for the model (default: derived from its name).")
-@click.option("--layout", default=DEFAULTS.layout, type=click.Choice(["auto", "folders", "csv", "npz"]))
+@click.option("--layout", default=DEFAULTS.layout, type=click.Choice(["auto", *LAYOUTS]))
 @click.option("--manifest", help="CSV manifest (default: the CSV in DATASET).")
 @click.option("--image-col", help="Manifest column naming the image file.")
 @click.option("--label-col", help="Manifest column holding the label.")
@@ -25,7 +26,7 @@ DEFAULTS = IndexOptions()
 @click.option("--group-col", help="Manifest column with the patient/lesion id (auto-detected when it repeats).")
 @click.option("--split-col", help="Manifest column with an official train/val/test split.")
 @click.option("--images-dir", help="Folder holding the images (default: DATASET/images or DATASET).")
-@click.option("--task", type=click.Choice(["binary", "multiclass", "multilabel"]), help="Override the detected task.")
+@click.option("--task", type=click.Choice(TASKS), help="Override the detected task.")
 @click.option("--norm", type=click.Choice(["encoder", "imagenet", "median-mad"]), help="Input normalisation (default: the encoder's own).")
 @click.option("--resize", type=int, help="Resize the shorter side to this before the centre crop.")
 @click.option("--crop", type=int, help="Centre-crop size.")

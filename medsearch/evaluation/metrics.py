@@ -29,8 +29,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
 
 from medsearch.errors import MedsearchError
+from medsearch.storage.schema import TASKS
 
-TASKS = ("binary", "multiclass", "multilabel")
 _BOOT_BATCH_ELEMENTS = 4_000_000  # (resamples x rows) held in memory at once
 
 

@@ -15,14 +15,14 @@ import os
 from pathlib import Path
 
 from ..errors import MedsearchError
+from ..storage.schema import LAYOUTS, TASKS
 from ..storage.store import MAX_LABEL_NAMES
 from .layouts import Dataset, has_images, is_hidden, scan_folders, scan_npz
 from .manifest import scan_csv
 
-__all__ = ["LAYOUTS", "TASKS", "Dataset", "is_hidden", "scan"]
+__all__ = ["LAYOUT_CHOICES", "Dataset", "is_hidden", "scan"]
 
-TASKS = ("binary", "multiclass", "multilabel")
-LAYOUTS = ("auto", "folders", "csv", "npz")
+LAYOUT_CHOICES = ("auto", *LAYOUTS)  # what --layout accepts: a stored layout, or detection
 
 
 def scan(path: str | os.PathLike, *, layout: str = "auto", manifest: str | None = None,
@@ -33,8 +33,8 @@ def scan(path: str | os.PathLike, *, layout: str = "auto", manifest: str | None 
     root = Path(path)
     if not root.exists():
         raise MedsearchError(f"dataset path '{path}' does not exist: give a folder of images, a CSV manifest or an .npz file")
-    if layout not in LAYOUTS:
-        raise MedsearchError(f"unknown layout '{layout}': use one of {', '.join(LAYOUTS)}")
+    if layout not in LAYOUT_CHOICES:
+        raise MedsearchError(f"unknown layout '{layout}': use one of {', '.join(LAYOUT_CHOICES)}")
     if task is not None and task not in TASKS:
         raise MedsearchError(f"unknown task '{task}': use one of {', '.join(TASKS)}")
     layout = _detect_layout(root, manifest) if layout == "auto" else layout

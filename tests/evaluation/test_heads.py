@@ -10,8 +10,8 @@ from medsearch.evaluation.heads import (ENCODER_FIELDS, HEADS, SAVE_FORMAT, Line
                                         gridsearch_params, head_scores, load_head, save_head, short_params)
 from medsearch.evaluation.metrics import auc
 from medsearch.evaluation.splits import cv_splits
+from medsearch.storage.schema import TASKS
 
-TASKS = ("binary", "multiclass", "multilabel")
 ENCODER = {"encoder": "resnet50", "family": "torchvision", "weights_source": "file:/w/resnet50.pth",
            "weights_sha256": "ab" * 32, "preprocess": {"resize": 256, "crop": 224, "norm": "imagenet"}, "dim": 6,
            "versions": {"torch": "2.4"}}
