@@ -10,29 +10,24 @@ Grids have one form: short names per head, e.g. {'C': [0.1, 1.0], 'loss': ['hing
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from ..errors import MedsearchError
 from ..evaluation.heads import get_head
 from ..evaluation.metrics import check_task
+from ..options import check_whole
 from .fast import search_fast
-from .headfit import HeadFit, grid_settings
-from .kernels import KERNELS, KernelSVC, _gamma, same_gammas
+from .headfit import HeadFit
 from .reference import search_reference
-from .routing import MAX_KERNEL_ROWS
 
-# the names tests and benchmarks import from here, kept importable
-__all__ = ["BACKENDS", "HeadFit", "KERNELS", "KernelSVC", "MAX_ITER_LIMIT", "MAX_KERNEL_ROWS", "_gamma", "_settings",
-           "check_C", "check_losses", "head_grid", "same_gammas", "search_heads"]
+__all__ = ["BACKENDS", "HeadFit", "MAX_ITER_LIMIT", "check_C", "check_losses", "head_grid", "search_heads"]
 
 # Largest linear_svc_max_iter (--max-iter) accepted: libsvm takes max_iter x rows iterations as a C int
 # (dual.smo_pass_cap clamps it there), so up to this cap, with at most 2 x MAX_KERNEL_ROWS rows on the
 # dual route, the number of passes asked for is the number libsvm is given.
 MAX_ITER_LIMIT = 50_000
 BACKENDS = {"fast": search_fast, "reference": search_reference}
-_settings = grid_settings
 
 
 def check_C(C) -> list[float] | None:
@@ -78,13 +73,6 @@ def head_grid(name: str, C=None, linear_svc_loss=None) -> dict:
     return grid
 
 
-def _check_max_iter(linear_svc_max_iter) -> None:
-    if linear_svc_max_iter is not None and (isinstance(linear_svc_max_iter, bool)
-                                            or not isinstance(linear_svc_max_iter, numbers.Integral)
-                                            or not 1 <= linear_svc_max_iter <= MAX_ITER_LIMIT):
-        raise MedsearchError(f"linear_svc_max_iter (--max-iter) must be a whole number between 1 and {MAX_ITER_LIMIT}, "
-                             f"got {linear_svc_max_iter!r}")
-
 
 def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, scale: bool = True,
                  n_jobs: int = 1, linear_svc_max_iter: int | None = None, on_done=None,
@@ -96,7 +84,8 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
     of ``names``.
     """
     check_task(task)
-    _check_max_iter(linear_svc_max_iter)
+    if linear_svc_max_iter is not None:
+        check_whole("--max-iter", linear_svc_max_iter, 1, MAX_ITER_LIMIT)
     if backend not in BACKENDS:
         raise MedsearchError(f"unknown search backend {backend!r}; choose from {', '.join(BACKENDS)}")
     names = list(dict.fromkeys(names))

@@ -11,11 +11,11 @@ from medsearch.errors import MedsearchError
 from medsearch.evaluation.heads import HEADS, fit_head, head_scores, load_head, save_head
 from medsearch.evaluation.metrics import auc_aligned
 from medsearch.evaluation.splits import cv_splits
-from medsearch.solvers import fast
+from medsearch.solvers import fast, kernels
 from medsearch.solvers.dual import DualLinearSVC
 from medsearch.solvers.grid_search import BACKENDS, head_grid, search_heads
 from medsearch.solvers.headfit import grid_settings
-from medsearch.solvers.kernels import KernelSVC, precomputed_svc
+from medsearch.solvers.kernels import KernelSVC, precomputed_svc, same_gammas
 from medsearch.solvers.primal import PrimalLinearSVC
 from medsearch.solvers.routing import (DUAL, KERNEL, MAX_KERNEL_ROWS, PRIMAL, SKLEARN, refit_estimator, route,
                                        route_note)
@@ -207,16 +207,14 @@ def test_linear_svc_through_libsvm_matches_liblinear_when_wide(task, tmp_path):
 def test_rbf_gammas_that_agree_share_one_kernel():
     """'scale' and 'auto' are the same number on standardised data without constant columns (then one set
     of fits serves both), and different once a column is constant."""
-    from medsearch.solvers.grid_search import _gamma, _settings, same_gammas
-
-    settings = _settings(head_grid("svc-rbf"))
+    settings = grid_settings(head_grid("svc-rbf"))
     X = np.random.default_rng(0).normal(size=(50, 8))
     X = (X - X.mean(0)) / X.std(0)
     shared = same_gammas(settings, X)
     assert shared["scale"] == shared["auto"] == pytest.approx(1 / 8)
     X[:, 0] = 0.0  # a dead column: the overall variance drops to 7/8
     split = same_gammas(settings, X)
-    assert split == {"scale": _gamma("scale", X), "auto": 1 / 8} and split["scale"] != split["auto"]
+    assert split == {"scale": kernels._gamma("scale", X), "auto": 1 / 8} and split["scale"] != split["auto"]
 
 
 def test_search_heads_checks_the_grids_and_the_iteration_cap():
