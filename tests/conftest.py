@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from medsearch.errors import MedsearchError
-from medsearch.storage.store import EMBEDDED, ModelData, StoreData, write_store
+from medsearch.storage.schema import EMBEDDED
+from medsearch.storage.store import ModelData, StoreData, write_store
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from medsearch.errors import MedsearchError
-from medsearch.storage.store import EMBEDDED, read_store, store_path
+from medsearch.storage.schema import EMBEDDED
+from medsearch.storage.store import read_store, store_path
 
 
 def index_cmd(dataset: Path, out: Path, extra: list[str]) -> list[str]:

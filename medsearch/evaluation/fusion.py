@@ -13,7 +13,8 @@ import json
 import numpy as np
 
 from ..errors import MedsearchError
-from ..storage.store import EMBEDDED, SKIPPED, ModelData, StoreData, provenance
+from ..storage.schema import EMBEDDED, SKIPPED
+from ..storage.store import ModelData, StoreData, provenance
 
 SEPARATOR = "+"
 

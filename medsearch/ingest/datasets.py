@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import MedsearchError
 from ..storage.schema import LAYOUTS, TASKS
-from ..storage.store import MAX_LABEL_NAMES
+from ..storage.schema import MAX_LABEL_NAMES
 from .layouts import Dataset, has_images, is_hidden, scan_folders, scan_npz
 from .manifest import scan_csv
 

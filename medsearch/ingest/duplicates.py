@@ -7,7 +7,8 @@ import hashlib
 import numpy as np
 
 from ..display import printable
-from ..storage.store import EMBEDDED, ModelData, StoreData
+from ..storage.schema import EMBEDDED
+from ..storage.store import ModelData, StoreData
 from .fingerprints import duplicate_groups
 from .index_summary import REPORT_FILE, Duplicates
 from .log import warn

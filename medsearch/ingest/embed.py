@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ..errors import ImageError, MedsearchError
 from ..options import available_cores
-from ..storage.store import EMBEDDED, SKIPPED, ZERO_FILLED
+from ..storage.schema import EMBEDDED, SKIPPED, ZERO_FILLED
 
 ON_MISSING = ("skip", "zero")
 

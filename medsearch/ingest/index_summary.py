@@ -8,7 +8,8 @@ import numpy as np
 
 from ..display import printable
 from ..results import JsonResult
-from ..storage.store import EMBEDDED, PENDING, SKIPPED, STATE_NAMES, ZERO_FILLED, ModelData, StoreData
+from ..storage.schema import EMBEDDED, PENDING, SKIPPED, STATE_NAMES, ZERO_FILLED
+from ..storage.store import ModelData, StoreData
 from .log import log
 
 REPORT_FILE = "index_report.json"

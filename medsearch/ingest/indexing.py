@@ -18,7 +18,10 @@ from ..display import printable
 from ..errors import ImageError, MedsearchError
 from ..storage.atomic import atomic_write_json, sha256_file
 from ..storage.faiss_index import build_index, save_index
-from ..storage.store import PENDING, SKIPPED, Journal, ModelData, StoreData, WriterLock, model_key, provenance, write_store
+from ..storage.journal import Journal
+from ..storage.lock import WriterLock
+from ..storage.schema import PENDING, SKIPPED
+from ..storage.store import ModelData, StoreData, model_key, provenance, write_store
 from .datasets import Dataset, scan
 from .duplicates import embedding_duplicates, file_duplicates
 from .embed import embed_rows

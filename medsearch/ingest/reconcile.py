@@ -11,7 +11,8 @@ import numpy as np
 
 from ..display import printable
 from ..errors import MedsearchError
-from ..storage.store import PENDING, StoreData, read_store, store_path, write_store
+from ..storage.schema import PENDING
+from ..storage.store import StoreData, read_store, store_path, write_store
 from .datasets import Dataset
 from .fingerprints import fingerprint
 from .index_options import IndexOptions

@@ -24,18 +24,11 @@ import numpy as np
 from .. import __version__
 from . import hdf5_fields as fields
 from .atomic import atomic_write_bytes
-from .journal import Journal
-from .lock import WriterLock
-from .schema import (EMBEDDED, FINISHED, FORMAT, FORMAT_VERSION, INDEX_ATTRS, JOURNAL_DIR, LAYOUTS, LOCK_FILE,
-                     MAX_LABEL_NAMES, PENDING, REBUILD, SKIPPED, STATE_NAMES, STORE_FILE, TASKS, ZERO_FILLED)
+from .schema import EMBEDDED, FORMAT, FORMAT_VERSION, REBUILD, STORE_FILE, ZERO_FILLED
 from .validation import Damage, check_store, first_line, is_int, printable_key, show
 from ..errors import MedsearchError
 
-# Names whose home is another module of this package, importable from here as before.
-__all__ = ["EMBEDDED", "FINISHED", "FORMAT", "FORMAT_VERSION", "INDEX_ATTRS", "JOURNAL_DIR", "LAYOUTS", "LOCK_FILE",
-           "MAX_LABEL_NAMES", "PENDING", "SKIPPED", "STATE_NAMES", "STORE_FILE", "TASKS", "ZERO_FILLED",
-           "Journal", "WriterLock", "ModelData", "StoreData", "model_key", "store_path", "read_store",
-           "write_store", "provenance"]
+__all__ = ["LabelledRows", "ModelData", "StoreData", "model_key", "store_path", "read_store", "write_store", "provenance"]
 
 _STR = h5py.string_dtype("utf-8")
 

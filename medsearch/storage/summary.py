@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..results import JsonResult
-from .store import EMBEDDED, PENDING, SKIPPED, STATE_NAMES, ZERO_FILLED, ModelData, provenance, read_store
+from .schema import EMBEDDED, PENDING, SKIPPED, STATE_NAMES, ZERO_FILLED
+from .store import ModelData, provenance, read_store
 
 
 @dataclass

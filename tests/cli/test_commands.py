@@ -9,7 +9,9 @@ from medsearch.ingest.indexing import index_dataset
 from medsearch.storage.summary import store_summary
 from medsearch.search.query import query
 from medsearch.errors import MedsearchError
-from medsearch.storage.store import EMBEDDED, Journal, read_store
+from medsearch.storage.journal import Journal
+from medsearch.storage.schema import EMBEDDED
+from medsearch.storage.store import read_store
 
 from ..conftest import FAST, run_cli
 

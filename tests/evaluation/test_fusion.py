@@ -5,7 +5,8 @@ import pytest
 from medsearch.evaluation.evaluate import evaluate
 from medsearch.errors import MedsearchError
 from medsearch.evaluation.fusion import fuse
-from medsearch.storage.store import EMBEDDED, PENDING, SKIPPED, read_store, write_store
+from medsearch.storage.schema import EMBEDDED, PENDING, SKIPPED
+from medsearch.storage.store import read_store, write_store
 
 from ..conftest import QUICK, make_store
 

@@ -10,7 +10,7 @@ from PIL import Image
 from medsearch.ingest import embed
 from medsearch.ingest.embed import aligned_batches, embed_rows
 from medsearch.errors import ImageError, MedsearchError
-from medsearch.storage.store import EMBEDDED, SKIPPED, ZERO_FILLED
+from medsearch.storage.schema import EMBEDDED, SKIPPED, ZERO_FILLED
 
 
 class FakeEncoder:

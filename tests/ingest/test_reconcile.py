@@ -7,7 +7,8 @@ import pytest
 
 from medsearch.ingest.indexing import index_dataset
 from medsearch.search.query import query
-from medsearch.storage.store import EMBEDDED, read_store
+from medsearch.storage.schema import EMBEDDED
+from medsearch.storage.store import read_store
 
 from ..conftest import cli_error_line, index_tiny, make_image, run_cli
 from .conftest import REAL, two_classes

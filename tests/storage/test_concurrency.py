@@ -6,7 +6,9 @@ import time
 import numpy as np
 
 from medsearch.errors import MedsearchError
-from medsearch.storage.store import EMBEDDED, WriterLock, read_store, store_path
+from medsearch.storage.lock import WriterLock
+from medsearch.storage.schema import EMBEDDED
+from medsearch.storage.store import read_store, store_path
 
 from ..conftest import needs_shared
 from ..crash_harness import index_cmd, symlink_subset

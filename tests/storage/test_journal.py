@@ -4,7 +4,8 @@ import json
 import numpy as np
 
 from medsearch.storage.journal import Journal
-from medsearch.storage.store import EMBEDDED, PENDING, SKIPPED, ModelData, StoreData, write_store
+from medsearch.storage.schema import EMBEDDED, PENDING, SKIPPED
+from medsearch.storage.store import ModelData, StoreData, write_store
 
 PREPROCESS = {"resize": 64, "crop": 64, "interpolation": "bilinear", "norm": "mean-std",
               "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}

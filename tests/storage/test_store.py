@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from medsearch.errors import MedsearchError
-from medsearch.storage.store import (EMBEDDED, PENDING, ModelData, StoreData, provenance, read_store, store_path,
-                                     write_store)
+from medsearch.storage.schema import EMBEDDED, PENDING
+from medsearch.storage.store import ModelData, StoreData, provenance, read_store, store_path, write_store
 
 
 PREPROCESS = {"resize": 64, "crop": 64, "interpolation": "bilinear", "norm": "mean-std",

@@ -5,7 +5,8 @@ import json
 import numpy as np
 
 from medsearch.cli.info import format_store_summary
-from medsearch.storage.store import EMBEDDED, PENDING, SKIPPED, ZERO_FILLED, read_store, write_store
+from medsearch.storage.schema import EMBEDDED, PENDING, SKIPPED, ZERO_FILLED
+from medsearch.storage.store import read_store, write_store
 from medsearch.storage.summary import ModelSummary, StoreSummary, store_summary
 
 from ..conftest import make_store
