@@ -31,7 +31,8 @@ from medsearch.evaluation.evaluate import evaluate  # noqa: E402
 from medsearch.evaluation.eval_options import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER  # noqa: E402
 from medsearch.evaluation.heads import fit_head  # noqa: E402
 from medsearch.evaluation.splits import cv_splits, holdout_split  # noqa: E402
-from medsearch.storage.store import EMBEDDED, ModelData, StoreData, write_store  # noqa: E402
+from medsearch.storage.schema import EMBEDDED  # noqa: E402
+from medsearch.storage.store import ModelData, StoreData, write_store  # noqa: E402
 
 SYNTHETIC_PREPROCESS = {"resize": 224, "crop": 224, "interpolation": "bicubic", "norm": "mean-std",
                         "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
