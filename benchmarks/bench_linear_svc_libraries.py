@@ -40,12 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from medsearch.solvers.dual import DualLinearSVC  # noqa: E402
 from medsearch.solvers.primal import (PrimalLinearSVC, augmented, hinge_start_from_squared,  # noqa: E402
                                       solve_hinge, solve_squared_hinge)
-from medsearch.storage.store import EMBEDDED, read_store  # noqa: E402
+from medsearch.storage.schema import EMBEDDED  # noqa: E402
+from medsearch.storage.store import read_store  # noqa: E402
 
 LOSSES = ("squared_hinge", "hinge")
-# run in this process, without a time limit: ours, and liblinear-multicore, whose OpenMP threads deadlock
+# run in this process, without a time limit: ours, liblinear-multicore and snapml, whose threads deadlock
 # in a forked child (an OpenMP runtime is already loaded here, e.g. by faiss)
-IN_PROCESS = ("ours", "ll-multicore")
+IN_PROCESS = ("ours", "ll-multicore", "snapml")
 OFFICIAL_DIR = "/tmp/bench-llofficial"  # liblinear-official installed with pip --target (its module is also 'liblinear')
 
 
