@@ -26,7 +26,7 @@ from .. import __version__
 from ..errors import MedsearchError
 from ..storage.store import StoreData, read_store
 from .fusion import fuse, is_fused
-from .eval_options import DEFAULT_HEADS, LINEAR_SVC_MAX_ITER, EvalOptions
+from .eval_options import EvalOptions
 from .progress import EvalLog
 from .reference import anchor_for, reference_table
 from .eval_results import FORMAT, EvalConfig, EvalResult, Reference, StoreInfo
@@ -34,7 +34,7 @@ from .rounds import make_problem
 from .saved_head import save_evaluated_head
 from .scoring import score_model
 
-__all__ = ["evaluate", "EvalOptions", "EvalResult", "DEFAULT_HEADS", "LINEAR_SVC_MAX_ITER"]
+__all__ = ["evaluate"]
 
 
 def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> EvalResult:

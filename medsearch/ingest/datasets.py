@@ -20,7 +20,7 @@ from ..storage.schema import MAX_LABEL_NAMES
 from .layouts import Dataset, has_images, is_hidden, scan_folders, scan_npz
 from .manifest import scan_csv
 
-__all__ = ["LAYOUT_CHOICES", "Dataset", "is_hidden", "scan"]
+__all__ = ["LAYOUT_CHOICES", "scan"]
 
 LAYOUT_CHOICES = ("auto", *LAYOUTS)  # what --layout accepts: a stored layout, or detection
 

@@ -117,7 +117,7 @@ def store_key(name: str, flag: str) -> str:
     """The store key (HDF5 group, index file, journal folder) of a model name or --name; refuses names that
     clean up to nothing or to a dot name ('.', '..', '.x'), which would alias the index folder itself."""
     from ..storage.store import model_key
-    from .datasets import is_hidden
+    from .layouts import is_hidden
 
     key = model_key(name)
     if not key or is_hidden(key):

@@ -22,7 +22,8 @@ from ..storage.journal import Journal
 from ..storage.lock import WriterLock
 from ..storage.schema import PENDING, SKIPPED
 from ..storage.store import ModelData, StoreData, model_key, provenance, write_store
-from .datasets import Dataset, scan
+from .datasets import scan
+from .layouts import Dataset
 from .duplicates import embedding_duplicates, file_duplicates
 from .embed import embed_rows
 from .encoders import get_spec, load_encoder, preprocess_with
@@ -31,7 +32,7 @@ from .index_summary import EXAMPLES_SHOWN, REPORT_FILE, IndexSummary, ModelIndex
 from .log import log
 from .reconcile import open_store, reconcile
 
-__all__ = ["IndexOptions", "IndexSummary", "index_dataset"]
+__all__ = ["index_dataset"]
 
 
 def index_dataset(dataset: str, options: IndexOptions | None = None, **overrides) -> IndexSummary:

@@ -13,7 +13,7 @@ from ..display import printable
 from ..errors import MedsearchError
 from ..storage.schema import PENDING
 from ..storage.store import StoreData, read_store, store_path, write_store
-from .datasets import Dataset
+from .layouts import Dataset
 from .fingerprints import fingerprint
 from .index_options import IndexOptions
 from .index_summary import Changes
