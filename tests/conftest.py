@@ -105,6 +105,16 @@ def index_tiny(ds, out, **kw):
     return index_dataset(str(ds), out=str(out), models=("tiny",), progress=False, **kw)
 
 
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """Tiny arrays: BLAS/OpenMP thread start-up would dominate the run time on a shared machine. A test module
+    opts in with ``pytestmark = pytest.mark.usefixtures("one_blas_thread")``."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 def raises_one_line(call) -> str:
     """Run ``call``; it must raise a MedsearchError whose message is one non-empty line, which is returned."""
     with pytest.raises(MedsearchError) as info:

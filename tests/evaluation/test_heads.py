@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
 from medsearch.errors import MedsearchError
 from medsearch.evaluation.heads import (ENCODER_FIELDS, HEADS, SAVE_FORMAT, LinearHead, fit_head, grid_search_cv,
@@ -17,11 +16,7 @@ ENCODER = {"encoder": "resnet50", "family": "torchvision", "weights_source": "fi
            "versions": {"torch": "2.4"}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny arrays: BLAS/OpenMP thread start-up would dominate the run time on a shared machine."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _toy(task, n=90, d=6, seed=0):

@@ -10,7 +10,6 @@ from sklearn.base import clone
 from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from threadpoolctl import threadpool_limits
 
 from medsearch.errors import MedsearchError
 from medsearch.evaluation.heads import auc_scorer
@@ -18,11 +17,7 @@ from medsearch.search.knn import KNN_K_GRID, KNNInputError, KNNInputTypeError, K
 from medsearch.evaluation.splits import cv_splits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny arrays: BLAS/OpenMP thread start-up would dominate the run time on a shared machine."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _data(n=120, d=8, classes=3, seed=0):

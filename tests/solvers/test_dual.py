@@ -4,17 +4,13 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.svm import LinearSVC
-from threadpoolctl import threadpool_limits
 
 from medsearch.errors import MedsearchError
 from medsearch.solvers.dual import (C_INT_MAX, DualLinearSVC, augmented_gram, ovr_targets, smo_pass_cap, solve)
 from medsearch.solvers.inputs import SolverInputError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _wide(n=60, d=150, k=3, seed=0):

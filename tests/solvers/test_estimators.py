@@ -4,7 +4,6 @@ import pytest
 from scipy import sparse
 from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from threadpoolctl import threadpool_limits
 
 from medsearch.errors import MedsearchError
 from medsearch.solvers.dual import DualLinearSVC
@@ -12,11 +11,7 @@ from medsearch.solvers.kernels import KernelSVC
 from medsearch.solvers.primal import PrimalLinearSVC, primal_linear_kernel_svc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny arrays: BLAS/OpenMP thread start-up would dominate the run time on a shared machine."""
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 # The expected failures, declared with their reasons (xfail, strict: the run fails if a check starts

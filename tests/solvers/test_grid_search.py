@@ -5,7 +5,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
-from threadpoolctl import threadpool_limits
 
 from medsearch.errors import MedsearchError
 from medsearch.evaluation.heads import HEADS, fit_head, head_scores, load_head, save_head
@@ -24,10 +23,7 @@ from medsearch.solvers.units import Fold, kernel_unit
 from ..conftest import raises_one_line
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 BIG = MAX_KERNEL_ROWS + 1
