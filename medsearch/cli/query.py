@@ -10,7 +10,7 @@ from ..search.query_options import QueryOptions
 from .app import emit, main
 
 if TYPE_CHECKING:
-    from ..search.query_results import HeadOutput, QueryResult
+    from ..search.query_results import HeadOutput, QueryResult, SearchInfo
 
 DEFAULTS = QueryOptions()
 
@@ -29,6 +29,8 @@ DEFAULTS = QueryOptions()
 @click.option("--head", default=DEFAULTS.head,
               help="A head saved by `medsearch eval --save-head` (.npz) to print class probabilities.")
 @click.option("--device", default=DEFAULTS.device, show_default=True)
+@click.option("--exact", is_flag=True, default=DEFAULTS.exact,
+              help="Search the stored vectors exactly, even where the store's index is approximate.")
 @click.option("--json", "as_json", is_flag=True)
 def query_cmd(images, index_dir, include_self, as_json, **kwargs):
     """Print the k most similar stored cases of each IMAGE with their labels and the k-NN vote."""
@@ -56,6 +58,16 @@ def _head_line(head: HeadOutput) -> str:
             + ", ".join(f"{printable(n)} {v:+.2f}" for n, v in scores[:5]))
 
 
+def _search_line(search: SearchInfo) -> str | None:
+    """Nothing for exact search; for an approximate index, how approximate it was measured to be."""
+    if search is None or search.exact:
+        return None
+    params = "".join(f", {k} {v}" for k, v in search.search_params.items())
+    recall = ("recall@10 not measured (too few rows, or built before medsearch measured it)" if search.recall_at_10 is None
+              else f"recall@10 {search.recall_at_10:.3f} measured when the index was built")
+    return f"  approximate search ({printable(search.index_type)}: {search.factory}{params}): {recall}; --exact for exact"
+
+
 def format_query_results(results: list[QueryResult]) -> str:
     """Plain-text rendering of query results for the terminal: one line per item, every path, id and label
     name escaped by display.printable (the JSON output keeps them exact)."""
@@ -65,6 +77,9 @@ def format_query_results(results: list[QueryResult]) -> str:
         lines.append(f"query: {printable(res.query)}  (model {printable(res.model)}"
                      f"{_self_note(res.self_ids)}"
                      f"{', excluding ' + excluded if res.excluded_ids else ''})")
+        approximate = _search_line(res.search)
+        if approximate:
+            lines.append(approximate)
         lines.append(f"  {'rank':>4}  {'similarity':>10}  {'label(s)':<24}  id / path")
         for n in res.neighbours:
             labels = ", ".join(printable(name) for name in n.labels) or "-"

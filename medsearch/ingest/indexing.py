@@ -17,7 +17,7 @@ import numpy as np
 from ..display import printable
 from ..errors import ImageError, MedsearchError
 from ..storage.atomic import atomic_write_json, sha256_file
-from ..storage.faiss_index import build_index, save_index
+from ..storage.faiss_index import RECALL_TARGET, build_tuned_index, quality_attrs, save_index
 from ..storage.journal import Journal
 from ..storage.lock import WriterLock
 from ..storage.schema import PENDING, SKIPPED
@@ -29,7 +29,7 @@ from .embed import embed_rows
 from .encoders import get_spec, load_encoder, preprocess_with
 from .index_options import IndexOptions, check_memory
 from .index_summary import EXAMPLES_SHOWN, REPORT_FILE, IndexSummary, ModelIndexSummary, model_index_summary
-from .log import log
+from .log import log, warn
 from .reconcile import open_store, reconcile
 
 __all__ = ["index_dataset"]
@@ -163,10 +163,23 @@ def _embed(out_dir: Path, data: StoreData, m: ModelData, open_row, todo: np.ndar
 
 
 def _build_index(out_dir: Path, m: ModelData, key: str, usable: np.ndarray, index_type: str) -> None:
+    """Build, tune and save the model's index; record it, and how exact its answers are, in the store."""
     index_file = f"{key}.faiss"
-    sha = save_index(build_index(m.embedding[usable], usable, index_type), out_dir / index_file)
+    index, quality = build_tuned_index(m.embedding[usable], usable, index_type)
+    sha = save_index(index, out_dir / index_file)
+    attrs = quality_attrs(quality, index)
     m.attrs.update({"index_file": index_file, "index_type": index_type, "index_sha256": sha,
-                    "index_ntotal": int(usable.size), "index_built": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                    "index_ntotal": int(usable.size), "index_built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **attrs})
+    if quality.exact:
+        return
+    params = ", ".join(f"{k} {v}" for k, v in quality.search_params.items()) or "no search parameter to tune"
+    text = (f"{key}: approximate index ({attrs['index_factory']}): recall@10 {quality.recall_at_10:.3f} on "
+            f"{quality.queries} held-out rows ({params})")
+    if quality.recall_at_10 >= RECALL_TARGET:
+        log(text)
+    else:
+        warn(f"{text}, below the {RECALL_TARGET} target: `medsearch query --exact` searches exactly; or rebuild "
+             "with another --index-type (flat, or HNSW32)")
 
 
 def _commit(data: StoreData, out_dir: Path, journal: Journal) -> None:

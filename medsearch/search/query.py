@@ -1,10 +1,13 @@
 """`medsearch query IMAGE...`: the k most similar stored cases of each image, their labels, and their vote."""
 from __future__ import annotations
 
+import json
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from . import knn
@@ -12,12 +15,12 @@ from ..display import printable
 from ..ingest.encoders import Preprocess, load_encoder
 from ..errors import ImageError, MedsearchError
 from ..ingest.images import load_image
-from ..storage.faiss_index import load_index, search
+from ..storage.faiss_index import FLAT, build_index, faiss_inner, load_index, search
 from ..ingest.fingerprints import sha256_of_file
 from ..options import check_whole
 from ..storage.store import ModelData, StoreData, provenance, read_store
 from .query_options import QueryOptions
-from .query_results import HeadOutput, Neighbour, QueryResult
+from .query_results import HeadOutput, Neighbour, QueryResult, SearchInfo
 
 
 def query(images: list[str], *, index_dir: str, options: QueryOptions | None = None,
@@ -33,8 +36,7 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
     linear_head = _load_head(options.head, index_dir, data, key, m) if options.head else None
     _check_index_current(key, m)
     encoder = encoder_for(m, device=options.device)
-    faiss_index = load_index(Path(index_dir) / m.attrs.get("index_file", f"{key}.faiss"), dim=m.dim,
-                             ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
+    faiss_index, how = _searcher(index_dir, key, m, options.exact)
     batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
     own_rows = _own_rows(data, images) if options.exclude_self else [set() for _ in images]
@@ -45,6 +47,7 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
         keep = [(s, r) for s, r in zip(sims[qi], rows[qi])
                 if r >= 0 and r not in own_rows[qi] and r not in excluded][:options.k]
         result = _result(data, key, path, keep, own_rows[qi], options)
+        result.search = how
         if linear_head is not None:
             result.head = _head_output(linear_head, queries[qi:qi + 1])
         results.append(result)
@@ -66,6 +69,23 @@ def _check_options(images: list[str], options: QueryOptions) -> None:
     check_whole("-k", options.k, 1)
     if options.weighting not in knn.WEIGHTS:
         raise MedsearchError(f"unknown --weighting {options.weighting!r}; use one of {', '.join(knn.WEIGHTS)}")
+
+
+def _searcher(index_dir, key: str, m: ModelData, exact: bool):
+    """The index to search and what it is: the model's saved index, or with ``exact`` a flat index over the
+    stored vectors of the rows the saved index holds (the same rows, answered exactly)."""
+    if exact:
+        usable = m.usable()
+        return build_index(m.embedding[usable], usable, FLAT), SearchInfo(index_type="flat", factory="IndexFlat",
+                                                                           exact=True, recall_at_10=1.0)
+    index = load_index(Path(index_dir) / m.attrs.get("index_file", f"{key}.faiss"), dim=m.dim,
+                       ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
+    factory = m.attrs.get("index_factory") or type(faiss_inner(index)).__name__
+    exact_index = isinstance(faiss_inner(index), faiss.IndexFlat)
+    recall = m.attrs.get("index_recall_at_10", 1.0 if exact_index else None)
+    recall = None if recall is None or math.isnan(recall) else float(recall)
+    return index, SearchInfo(index_type=m.attrs.get("index_type", "flat"), factory=factory, exact=exact_index,
+                             recall_at_10=recall, search_params=json.loads(m.attrs.get("index_search_params", "{}")))
 
 
 def _check_index_current(key: str, m: ModelData) -> None:

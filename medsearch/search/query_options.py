@@ -9,7 +9,8 @@ from dataclasses import dataclass
 class QueryOptions:
     """How to search: ``model`` (None: the store's only model), ``k`` neighbours per query, ``exclude_self``
     (leave out stored copies of the query image), ``exclude_ids`` (stored row ids to leave out), ``weighting``
-    of the k-NN vote (one of knn.WEIGHTS), ``head`` (a saved head file to apply) and the encoder's ``device``.
+    of the k-NN vote (one of knn.WEIGHTS), ``head`` (a saved head file to apply), the encoder's ``device``,
+    and ``exact`` (search the stored vectors exactly instead of an approximate index).
     Values are checked by ``query`` before the store is read."""
 
     model: str | None = None
@@ -19,3 +20,4 @@ class QueryOptions:
     weighting: str = "similarity"
     head: str | None = None
     device: str = "cpu"
+    exact: bool = False

@@ -37,12 +37,25 @@ class HeadOutput(JsonResult):
 
 
 @dataclass
+class SearchInfo(JsonResult):
+    """How the neighbours were found: the index type asked for (``index_type``) and the structure built
+    (``factory``); ``exact`` search, or approximate with the ``recall_at_10`` measured when the index was built
+    (None where the store predates that record) at its ``search_params``."""
+
+    index_type: str
+    factory: str | None
+    exact: bool
+    recall_at_10: float | None
+    search_params: dict = field(default_factory=dict)
+
+
+@dataclass
 class QueryResult(JsonResult):
     """One query image: the model searched, which stored rows were left out (``self_ids``: copies of the
     query itself; ``excluded_ids``: asked for), the neighbours, the k-NN vote share per label, and the head's
-    output when a head was given."""
+    output when a head was given; ``search`` says whether the search was exact or how approximate it is."""
 
-    OMIT_WHEN_NONE = ("head",)
+    OMIT_WHEN_NONE = ("search", "head")
 
     query: str
     model: str
@@ -51,4 +64,5 @@ class QueryResult(JsonResult):
     excluded_ids: list[str]
     neighbours: list[Neighbour] = field(default_factory=list)
     vote: dict[str, float] = field(default_factory=dict)
+    search: SearchInfo | None = None
     head: HeadOutput | None = None

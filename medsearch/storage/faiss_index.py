@@ -1,9 +1,17 @@
 """FAISS index over one model's embeddings: cosine similarity as inner product on L2-normalised vectors,
-FAISS ids = store row numbers. Index files are written atomically and checked against the store before use."""
+FAISS ids = store row numbers. Index files are written atomically and checked against the store before use.
+
+An approximate index says how approximate it is: at build time a sample of stored vectors is held out, the
+index is built on the rest, and its search parameter (HNSW's efSearch, IVF's nprobe) is raised until the
+held-out queries find at least ``recall_target`` of their exact 10 nearest neighbours; then the held-out
+vectors are added. The measured recall@10 and the parameter are recorded in the store beside the index.
+"""
 from __future__ import annotations
 
+import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -13,6 +21,21 @@ from .atomic import atomic_write_with, sha256_file
 from ..errors import MedsearchError
 
 FLAT = "Flat"
+RECALL_TARGET = 0.95          # recall@10 an approximate index is tuned to reach at build time
+TUNING_QUERIES = 1000         # held-out stored vectors the recall is measured on (at most a tenth of the rows)
+RECALL_K = 10
+EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
+@dataclass
+class IndexQuality:
+    """How exact an index's answers are: ``recall_at_10`` (1.0 for exact search) measured on ``queries``
+    held-out stored vectors at build time, with the search parameter it was reached at (e.g. {'efSearch': 64})."""
+
+    exact: bool
+    recall_at_10: float = 1.0
+    search_params: dict = field(default_factory=dict)
+    queries: int = 0
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -36,10 +59,25 @@ def auto_index_type(n: int, dim: int) -> str:
 
 def build_index(embedding: np.ndarray, row_ids: np.ndarray, index_type: str = FLAT) -> faiss.Index:
     """Build an index of ``embedding`` (normalised here) with ids ``row_ids``. ``index_type``: 'flat', 'auto'
-    or any FAISS index-factory string (e.g. 'HNSW32', 'IVF256,Flat', 'IVF1024,PQ32')."""
+    or any FAISS index-factory string (e.g. 'HNSW32', 'IVF256,Flat', 'IVF1024,PQ32'); approximate ones are
+    tuned to RECALL_TARGET (build_tuned_index)."""
+    return build_tuned_index(embedding, row_ids, index_type)[0]
+
+
+def resolve_index_type(index_type: str, n: int, dim: int) -> str:
+    """The FAISS factory string that ``index_type`` ('flat', 'auto' or a factory string) means for n x dim."""
+    if index_type.lower() == "auto":
+        return auto_index_type(n, dim)
+    return FLAT if index_type.lower() == "flat" else index_type
+
+
+def build_tuned_index(embedding: np.ndarray, row_ids: np.ndarray, index_type: str = FLAT, *,
+                      recall_target: float = RECALL_TARGET, seed: int = 0) -> tuple[faiss.Index, IndexQuality]:
+    """``build_index``, and how exact the result is (IndexQuality), its search parameter tuned on held-out rows."""
     x = normalize(embedding)
     n, dim = x.shape
-    spec = auto_index_type(n, dim) if index_type.lower() == "auto" else (FLAT if index_type.lower() == "flat" else index_type)
+    ids = np.asarray(row_ids, dtype=np.int64)
+    spec = resolve_index_type(index_type, n, dim)
     try:
         inner = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
@@ -52,8 +90,71 @@ def build_index(embedding: np.ndarray, row_ids: np.ndarray, index_type: str = FL
                                  "use --index-type flat (or auto) for a store this size")
         inner.train(x)
     index = faiss.IndexIDMap2(inner)
-    index.add_with_ids(x, np.asarray(row_ids, dtype=np.int64))
-    return index
+    held = _held_out(n, seed)
+    if isinstance(inner, faiss.IndexFlat) or held.size == 0:
+        index.add_with_ids(x, ids)
+        return index, IndexQuality(exact=isinstance(inner, faiss.IndexFlat), recall_at_10=1.0 if isinstance(
+            inner, faiss.IndexFlat) else math.nan)
+    rest = np.setdiff1d(np.arange(n), held)
+    index.add_with_ids(x[rest], ids[rest])
+    quality = _tune(index, inner, x[held], x[rest], ids[rest], recall_target)
+    index.add_with_ids(x[held], ids[held])
+    return index, quality
+
+
+def quality_attrs(quality: IndexQuality, index: faiss.Index) -> dict:
+    """The store attributes that record an index's factory string and how exact its answers are."""
+    return {"index_factory": type(faiss_inner(index)).__name__, "index_exact": bool(quality.exact),
+            "index_recall_at_10": float(quality.recall_at_10),
+            "index_search_params": json.dumps(quality.search_params, sort_keys=True),
+            "index_tuning_queries": int(quality.queries)}
+
+
+def faiss_inner(index: faiss.Index) -> faiss.Index:
+    """The index structure under the id map (e.g. an IndexHNSWFlat or IndexIVFPQ), as its own class."""
+    return faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index)
+
+
+def _held_out(n: int, seed: int) -> np.ndarray:
+    """Rows held out to measure recall: a tenth of the rows, at most TUNING_QUERIES, none below 2 * RECALL_K."""
+    size = min(TUNING_QUERIES, n // 10)
+    if size < 1 or n - size < 2 * RECALL_K:
+        return np.empty(0, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def _tune(index, inner, queries, base, base_ids, target: float) -> IndexQuality:
+    """Raise the index's search parameter until ``queries`` find ``target`` of their exact top RECALL_K in
+    ``base`` (or the largest setting is reached); the index keeps the setting chosen."""
+    exact = faiss.IndexFlatIP(base.shape[1])
+    exact.add(base)
+    k = min(RECALL_K, base.shape[0])
+    truth = base_ids[exact.search(queries, k)[1]]
+    name, values, apply = _search_knob(inner)
+    recall, chosen = math.nan, None
+    for value in values or (None,):
+        if apply:
+            apply(value)
+        found = index.search(queries, k)[1]
+        recall = float(np.mean([np.intersect1d(f, t).size / k for f, t in zip(found, truth)]))
+        chosen = value
+        if recall >= target:
+            break
+    return IndexQuality(exact=False, recall_at_10=round(recall, 4), queries=int(queries.shape[0]),
+                        search_params={name: int(chosen)} if name else {})
+
+
+def _search_knob(inner) -> tuple[str | None, tuple, object]:
+    """The search parameter of an approximate index, the values to try (cheapest first), and its setter."""
+    inner = faiss.downcast_index(inner)
+    if isinstance(inner, faiss.IndexHNSW):
+        return "efSearch", EF_SEARCH, lambda v: setattr(inner.hnsw, "efSearch", int(v))
+    try:
+        ivf = faiss.extract_index_ivf(inner)
+    except RuntimeError:
+        return None, (), None
+    probes = tuple(2 ** i for i in range(int(math.log2(ivf.nlist)) + 1)) + ((ivf.nlist,) if ivf.nlist & (ivf.nlist - 1) else ())
+    return "nprobe", probes, lambda v: setattr(ivf, "nprobe", int(v))
 
 
 def _training_points(spec: str) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,14 @@ class StoreSummary(JsonResult):
     models: dict[str, ModelSummary] = field(default_factory=dict)
 
 
+def _index_record(attrs: dict) -> dict:
+    """A model's index_* attributes without the prefix; the search parameters as the object they encode."""
+    record = {k[len("index_"):]: v for k, v in attrs.items() if k.startswith("index_")}
+    if "search_params" in record:
+        record["search_params"] = json.loads(record["search_params"])
+    return record
+
+
 def store_summary(index_dir: str) -> StoreSummary:
     """Read and validate the store in ``index_dir`` and sum it up."""
     data = read_store(index_dir)
@@ -63,5 +72,5 @@ def _model_summary(m: ModelData) -> ModelSummary:
     states = {s: int(np.sum(m.state == s)) for s in (EMBEDDED, ZERO_FILLED, SKIPPED, PENDING)}
     return ModelSummary(dim=m.dim, embedded=states[EMBEDDED], zero_filled=states[ZERO_FILLED],
                         skipped=states[SKIPPED], pending=states[PENDING],
-                        index={k[len("index_"):]: v for k, v in m.attrs.items() if k.startswith("index_")},
+                        index=_index_record(m.attrs),
                         provenance=provenance(m))

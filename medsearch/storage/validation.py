@@ -167,6 +167,27 @@ def _check_model(where: str, m: ModelData, n: int) -> None:
         ntotal = a["index_ntotal"]
         if not is_int(ntotal) or not 0 <= ntotal <= n:
             raise Damage(f"{where} index_ntotal is {show(ntotal)}, not a count of rows (0..{n})")
+        _check_index_quality(where, a)
+
+
+def _check_index_quality(where: str, a: dict) -> None:
+    """The record of how exact an index's answers are (optional: stores indexed before it was kept lack it)."""
+    recall = a.get("index_recall_at_10", 1.0)
+    if isinstance(recall, bool) or not isinstance(recall, (int, float)) or not (math.isnan(recall) or 0 <= recall <= 1):
+        raise Damage(f"{where} index_recall_at_10 is {show(recall)}, not a recall between 0 and 1")
+    if not isinstance(a.get("index_exact", True), bool) or not isinstance(a.get("index_factory", ""), str):
+        raise Damage(f"{where} index_exact / index_factory are {show(a.get('index_exact'))} / "
+                     f"{show(a.get('index_factory'))}, not a flag and a name")
+    queries = a.get("index_tuning_queries", 0)
+    if not is_int(queries) or queries < 0:
+        raise Damage(f"{where} index_tuning_queries is {show(queries)}, not a count of rows")
+    try:
+        params = json.loads(a.get("index_search_params", "{}"))
+    except (TypeError, ValueError):
+        params = None
+    if not isinstance(params, dict) or not all(isinstance(k, str) and is_int(v) for k, v in params.items()):
+        raise Damage(f"{where} index_search_params is {show(a.get('index_search_params'))}, not a JSON object of "
+                     "whole numbers")
 
 
 def _check_finite(emb: np.ndarray, where: str) -> None:

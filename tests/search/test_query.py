@@ -1,6 +1,7 @@
 """`medsearch query`: saved heads applied only to the store they were trained for, the vote's memory, and
 one line per item in the text output whatever the file and label names hold."""
 import json
+import os
 import tracemalloc
 from dataclasses import replace
 
@@ -14,7 +15,7 @@ from medsearch.search.query import labelled_vote_shares, query
 from medsearch.search.query_results import HeadOutput, QueryResult
 from medsearch.errors import MedsearchError
 from medsearch.evaluation.heads import SAVE_FORMAT
-from medsearch.storage.store import StoreData
+from medsearch.storage.store import StoreData, read_store
 
 from ..conftest import FAST, cli_error_line, make_image, run_cli
 
@@ -183,3 +184,26 @@ def test_query_options_are_checked_before_the_store_is_read(tmp_path, options, f
     with pytest.raises(MedsearchError, match=flag) as info:
         query(["x.png"], index_dir=str(tmp_path / "no-store"), **options)
     assert "no medsearch store" not in str(info.value)
+
+
+def test_an_approximate_index_says_how_approximate_and_exact_search_is_one_flag_away(folder_dataset, tmp_path):
+    """Issue 14, item 4 (first part): the recall measured at build time travels with every answer."""
+    out = tmp_path / "hnsw"
+    index_dataset(str(folder_dataset), out=str(out), models=("mobilenet-v2",), random_init=True, progress=False,
+                  index_type="HNSW32", **FAST)
+    image = str(next((folder_dataset / "benign").iterdir()))
+    [approx] = query([image], index_dir=str(out), k=5)
+    assert not approx.search.exact and approx.search.factory == "IndexHNSWFlat"
+    assert 0.0 <= approx.search.recall_at_10 <= 1.0 and set(approx.search.search_params) == {"efSearch"}
+    assert "approximate search (HNSW32: IndexHNSWFlat, efSearch" in format_query_results([approx])
+    [exact] = query([image], index_dir=str(out), k=5, exact=True)
+    assert exact.search.exact and exact.search.recall_at_10 == 1.0
+    assert "approximate search" not in format_query_results([exact])
+    data = read_store(out)  # the exact answer is the brute-force cosine ranking of the stored vectors
+    m = data.models["mobilenet-v2"]
+    x = m.embedding / np.linalg.norm(m.embedding, axis=1, keepdims=True)
+    own = data.ids.index(os.path.relpath(image, folder_dataset))
+    ranking = [r for r in np.argsort(-(x @ x[own]), kind="stable") if r != own][:5]
+    assert [n.row for n in exact.neighbours] == ranking
+    result = run_cli("query", image, "--index", out, "-k", "5", "--exact", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)[0]["search"]["exact"] is True

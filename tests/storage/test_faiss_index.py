@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from medsearch.errors import MedsearchError
-from medsearch.storage.faiss_index import auto_index_type, build_index, load_index, normalize, save_index, search
+from medsearch.storage.faiss_index import (RECALL_TARGET, auto_index_type, build_index, build_tuned_index, load_index,
+                                           normalize, quality_attrs, save_index, search)
 
 
 def _data(n=300, d=16, seed=0):
@@ -55,3 +56,41 @@ def test_save_load_validates(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(MedsearchError, match="cannot read index"):
         load_index(path, dim=16, ntotal=300, sha256=None)
+
+
+def _clustered(n, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n // 50, d))
+    return (centres[rng.integers(0, len(centres), n)] + rng.normal(scale=0.7, size=(n, d))).astype(np.float32)
+
+
+def _recall(index, queries, x, k=10):
+    truth = faiss.IndexFlatIP(x.shape[1])
+    truth.add(normalize(x))
+    want = truth.search(normalize(queries), k)[1]
+    got = index.search(normalize(queries), k)[1]
+    return float(np.mean([np.intersect1d(a, b).size / k for a, b in zip(got, want)]))
+
+
+@pytest.mark.parametrize("kind, knob", [("HNSW32", "efSearch"), ("IVF128,Flat", "nprobe")])
+def test_approximate_index_is_tuned_to_the_recall_target_and_says_so(kind, knob):
+    both = _clustered(20_500)
+    x, fresh = both[:20_000], both[20_000:]  # the same clusters; the last 500 are never added to the index
+    index, quality = build_tuned_index(x, np.arange(20_000), kind)
+    assert index.ntotal == 20_000 and not quality.exact and quality.queries == 1000
+    assert quality.recall_at_10 >= RECALL_TARGET and set(quality.search_params) == {knob}
+    assert _recall(index, fresh, x) >= RECALL_TARGET - 0.03  # the recorded figure holds for new queries
+    assert quality_attrs(quality, index)["index_recall_at_10"] == quality.recall_at_10
+
+
+def test_an_index_that_cannot_reach_the_target_records_what_it_reached():
+    x = _clustered(20_000)
+    index, quality = build_tuned_index(x, np.arange(20_000), "IVF64,PQ4")  # 4 bytes a vector: coarse
+    assert not quality.exact and quality.recall_at_10 < RECALL_TARGET
+    assert quality.search_params == {"nprobe": 64}  # every list probed: the most this index can do
+    assert abs(_recall(index, x[:300], x) - quality.recall_at_10) < 0.1
+
+
+def test_flat_is_exact_with_nothing_to_tune():
+    index, quality = build_tuned_index(_data(), np.arange(300), "flat")
+    assert quality.exact and quality.recall_at_10 == 1.0 and quality.search_params == {} and quality.queries == 0

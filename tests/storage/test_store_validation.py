@@ -260,6 +260,11 @@ CASES = [
     ("index_ntotal-negative", _attr("index_ntotal", -1, M), "index_ntotal"),
     ("index_ntotal-float", _attr("index_ntotal", 1.5, M), "index_ntotal"),
     ("index_ntotal-too-many", _attr("index_ntotal", N + 5, M), "index_ntotal"),
+    ("index_recall-above-one", _attr("index_recall_at_10", 1.5, M), "index_recall_at_10"),
+    ("index_recall-str", _attr("index_recall_at_10", "high", M), "index_recall_at_10"),
+    ("index_search_params-not-json", _attr("index_search_params", "{efSearch", M), "index_search_params"),
+    ("index_search_params-float", _attr("index_search_params", "{\"efSearch\": 1.5}", M), "index_search_params"),
+    ("index_tuning_queries-negative", _attr("index_tuning_queries", -3, M), "index_tuning_queries"),
     ("index_built-int", _attr("index_built", 20240101, M), "index_built"),
 ]
 
