@@ -77,7 +77,7 @@ def test_approximate_index_is_tuned_to_the_recall_target_and_says_so(kind, knob)
     both = _clustered(20_500)
     x, fresh = both[:20_000], both[20_000:]  # the same clusters; the last 500 are never added to the index
     index, quality = build_tuned_index(x, np.arange(20_000), kind)
-    assert index.ntotal == 20_000 and not quality.exact and quality.queries == 1000
+    assert index.ntotal == 20_000 and not quality.exact and quality.queries == 1000  # half of 2000 held out
     assert quality.recall_at_10 >= RECALL_TARGET and set(quality.search_params) == {knob}
     assert _recall(index, fresh, x) >= RECALL_TARGET - 0.03  # the recorded figure holds for new queries
     assert quality_attrs(quality, index)["index_recall_at_10"] == quality.recall_at_10
