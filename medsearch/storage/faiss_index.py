@@ -25,6 +25,7 @@ FLAT = "Flat"
 RECALL_TARGET = 0.95          # recall@10 an approximate index is tuned to reach at build time
 TUNING_QUERIES = 2000         # held-out stored vectors: half choose the parameter, half measure the recall
 RECALL_K = 10
+ADD_CHUNK_ROWS = 65_536       # rows added to an index, or scanned for exact neighbours, at a time
 EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
@@ -96,9 +97,13 @@ def build_tuned_index(embedding: np.ndarray, row_ids: np.ndarray, index_type: st
         index.add_with_ids(x, ids)
         return index, IndexQuality(exact=isinstance(inner, faiss.IndexFlat), recall_at_10=1.0 if isinstance(
             inner, faiss.IndexFlat) else math.nan)
-    rest = np.setdiff1d(np.arange(n), held)
-    index.add_with_ids(x[rest], ids[rest])
-    quality = _tune(index, inner, x[held], x[rest], ids[rest], recall_target)
+    is_held = np.zeros(n, dtype=bool)
+    is_held[held] = True
+    for start in range(0, n, ADD_CHUNK_ROWS):  # the rest, a slice at a time: no second copy of the matrix
+        keep = ~is_held[start:start + ADD_CHUNK_ROWS]
+        index.add_with_ids(x[start:start + ADD_CHUNK_ROWS][keep], ids[start:start + ADD_CHUNK_ROWS][keep])
+    truth = ids[_exact_neighbours(x, x[held], is_held, min(RECALL_K, n - held.size))]
+    quality = _tune(index, inner, x[held], truth, recall_target)
     index.add_with_ids(x[held], ids[held])
     return index, quality
 
@@ -125,15 +130,28 @@ def _held_out(n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-def _tune(index, inner, queries, base, base_ids, target: float) -> IndexQuality:
-    """Raise the index's search parameter until half of ``queries`` find ``target`` of their exact top RECALL_K
-    in ``base`` (or the largest setting is reached); the index keeps that setting. The recall recorded is the
-    other half's at that setting: the half that chose it would overstate it (the search stops at the first
-    setting that happens to clear the target)."""
-    exact = faiss.IndexFlatIP(base.shape[1])
-    exact.add(base)
-    k = min(RECALL_K, base.shape[0])
-    truth = base_ids[exact.search(queries, k)[1]]
+def _exact_neighbours(x: np.ndarray, queries: np.ndarray, skip: np.ndarray, k: int) -> np.ndarray:
+    """Row numbers of each query's exact top ``k`` by inner product among the rows of ``x`` not in ``skip``,
+    computed a slice of ``x`` at a time (memory: queries x ADD_CHUNK_ROWS, never a copy of ``x``)."""
+    best_sims = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((queries.shape[0], k), dtype=np.int64)
+    for start in range(0, x.shape[0], ADD_CHUNK_ROWS):
+        sims = queries @ x[start:start + ADD_CHUNK_ROWS].T
+        sims[:, skip[start:start + ADD_CHUNK_ROWS]] = -np.inf
+        sims = np.concatenate([best_sims, sims], axis=1)
+        rows = np.concatenate([best_rows, np.broadcast_to(np.arange(start, start + sims.shape[1] - k),
+                                                          (queries.shape[0], sims.shape[1] - k))], axis=1)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        best_sims, best_rows = np.take_along_axis(sims, top, 1), np.take_along_axis(rows, top, 1)
+    return best_rows
+
+
+def _tune(index, inner, queries, truth, target: float) -> IndexQuality:
+    """Raise the index's search parameter until half of ``queries`` find ``target`` of their exact neighbours
+    ``truth`` (store row ids; or until the largest setting is reached); the index keeps that setting. The recall
+    recorded is the other half's at that setting: the half that chose it would overstate it (the search stops at
+    the first setting that happens to clear the target)."""
+    k = truth.shape[1]
     choose, check = slice(0, None, 2), slice(1, None, 2)
     name, values, apply = _search_knob(inner)
     chosen = None
