@@ -80,8 +80,9 @@ def _searcher(index_dir, key: str, m: ModelData, exact: bool):
                                                                            exact=True, recall_at_10=1.0)
     index = load_index(Path(index_dir) / m.attrs.get("index_file", f"{key}.faiss"), dim=m.dim,
                        ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
-    factory = m.attrs.get("index_factory") or type(faiss_inner(index)).__name__
-    exact_index = isinstance(faiss_inner(index), faiss.IndexFlat)
+    inner = faiss_inner(index)
+    factory = m.attrs.get("index_factory") or type(inner).__name__
+    exact_index = isinstance(inner, faiss.IndexFlat)
     recall = m.attrs.get("index_recall_at_10", 1.0 if exact_index else None)
     recall = None if recall is None or math.isnan(recall) else float(recall)
     return index, SearchInfo(index_type=m.attrs.get("index_type", "flat"), factory=factory, exact=exact_index,

@@ -25,7 +25,8 @@ FLAT = "Flat"
 RECALL_TARGET = 0.95          # recall@10 an approximate index is tuned to reach at build time
 TUNING_QUERIES = 2000         # held-out stored vectors: half choose the parameter, half measure the recall
 RECALL_K = 10
-ADD_CHUNK_ROWS = 65_536       # rows added to an index, or scanned for exact neighbours, at a time
+ADD_CHUNK_ROWS = 65_536       # rows added to an index at a time
+EXACT_BLOCK_ELEMENTS = 8_000_000  # (held-out queries x rows) similarities in memory at once while tuning
 EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
@@ -93,10 +94,10 @@ def build_tuned_index(embedding: np.ndarray, row_ids: np.ndarray, index_type: st
         inner.train(x)
     index = faiss.IndexIDMap2(inner)
     held = _held_out(n, seed)
-    if isinstance(inner, faiss.IndexFlat) or held.size == 0:
+    exact = isinstance(inner, faiss.IndexFlat)
+    if exact or held.size == 0:
         index.add_with_ids(x, ids)
-        return index, IndexQuality(exact=isinstance(inner, faiss.IndexFlat), recall_at_10=1.0 if isinstance(
-            inner, faiss.IndexFlat) else math.nan)
+        return index, IndexQuality(exact=exact, recall_at_10=1.0 if exact else math.nan)
     is_held = np.zeros(n, dtype=bool)
     is_held[held] = True
     for start in range(0, n, ADD_CHUNK_ROWS):  # the rest, a slice at a time: no second copy of the matrix
@@ -132,12 +133,14 @@ def _held_out(n: int, seed: int) -> np.ndarray:
 
 def _exact_neighbours(x: np.ndarray, queries: np.ndarray, skip: np.ndarray, k: int) -> np.ndarray:
     """Row numbers of each query's exact top ``k`` by inner product among the rows of ``x`` not in ``skip``,
-    computed a slice of ``x`` at a time (memory: queries x ADD_CHUNK_ROWS, never a copy of ``x``)."""
+    computed a slice of ``x`` at a time: never a copy of ``x``, and a similarity block of at most
+    EXACT_BLOCK_ELEMENTS. (faiss.knn would scan without copying too, but cannot leave the ``skip`` rows out.)"""
     best_sims = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
     best_rows = np.zeros((queries.shape[0], k), dtype=np.int64)
-    for start in range(0, x.shape[0], ADD_CHUNK_ROWS):
-        sims = queries @ x[start:start + ADD_CHUNK_ROWS].T
-        sims[:, skip[start:start + ADD_CHUNK_ROWS]] = -np.inf
+    step = max(1024, EXACT_BLOCK_ELEMENTS // max(1, queries.shape[0]))
+    for start in range(0, x.shape[0], step):
+        sims = queries @ x[start:start + step].T
+        sims[:, skip[start:start + step]] = -np.inf
         sims = np.concatenate([best_sims, sims], axis=1)
         rows = np.concatenate([best_rows, np.broadcast_to(np.arange(start, start + sims.shape[1] - k),
                                                           (queries.shape[0], sims.shape[1] - k))], axis=1)

@@ -94,3 +94,18 @@ def test_an_index_that_cannot_reach_the_target_records_what_it_reached():
 def test_flat_is_exact_with_nothing_to_tune():
     index, quality = build_tuned_index(_data(), np.arange(300), "flat")
     assert quality.exact and quality.recall_at_10 == 1.0 and quality.search_params == {} and quality.queries == 0
+
+
+def test_exact_neighbours_by_slices_equal_faiss_and_leave_the_held_rows_out(monkeypatch):
+    import medsearch.storage.faiss_index as F
+
+    monkeypatch.setattr(F, "EXACT_BLOCK_ELEMENTS", 50 * 1500)  # slices of 1,500 rows: several boundaries
+    x = normalize(_clustered(5_000))
+    skip = np.zeros(5_000, dtype=bool)
+    skip[::97] = True
+    queries = x[skip][:50]
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x[~skip])
+    want = np.flatnonzero(~skip)[flat.search(queries, 10)[1]]
+    got = F._exact_neighbours(x, queries, skip, 10)
+    assert all(set(g) == set(w) for g, w in zip(got, want)) and not skip[got].any()
