@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 from medsearch.errors import MedsearchError
-from medsearch.storage.faiss_index import (RECALL_TARGET, auto_index_type, build_index, build_tuned_index, load_index,
-                                           normalize, quality_attrs, save_index, search)
+from medsearch.storage.faiss_index import (DEFAULT_MAX_INDEX_MEMORY, RECALL_TARGET, auto_index_type, build_index,
+                                           build_tuned_index, index_memory_estimate, load_index, normalize,
+                                           quality_attrs, save_index, search)
 
 
 def _data(n=300, d=16, seed=0):
@@ -30,10 +31,26 @@ def test_factory_types(kind):
     assert (ids[:, 0] == np.arange(20)).mean() > 0.9
 
 
-def test_auto_choice_by_size():
+def test_auto_choice_by_size_and_memory():
     assert auto_index_type(10_000, 512) == "Flat"
-    assert auto_index_type(500_000, 512) == "HNSW32"
-    assert auto_index_type(5_000_000, 512).startswith("IVF")
+    assert auto_index_type(150_000, 256) == "HNSW32"                  # about 0.2 GB: fits the 1 GiB default
+    assert auto_index_type(500_000, 512, 4 << 30) == "HNSW32"
+    assert auto_index_type(10_000, 512, 10_000_000) == "IVF256,PQ64"  # the flat vectors (20 MB) do not fit
+    big = auto_index_type(1_000_000, 1280)
+    assert big == "IVF4000_HNSW32,PQ64" and index_memory_estimate(big, 1_000_000, 1280) < 200e6
+    assert index_memory_estimate("HNSW32", 1_000_000, 1280) > DEFAULT_MAX_INDEX_MEMORY
+    assert auto_index_type(5_000_000, 512).startswith("IVF4096_HNSW32,PQ")
+    assert auto_index_type(1_000_000, 1280, 60_000_000).endswith(",PQ20")  # fewer code bytes to fit
+    with pytest.raises(MedsearchError, match="--max-memory"):
+        auto_index_type(1_000_000, 1280, 1_000_000)
+    with pytest.raises(MedsearchError, match="--max-memory"):
+        auto_index_type(1_000, 16, 0)
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 1.01, float("nan"), "0.9", True, None])
+def test_recall_target_is_checked(bad):
+    with pytest.raises(MedsearchError, match="--recall-target"):
+        build_tuned_index(_data(), np.arange(300), "HNSW32", recall_target=bad)
 
 
 def test_bad_type_and_too_few_points():
@@ -65,10 +82,13 @@ def _clustered(n, d=32, seed=0):
 
 
 def _recall(index, queries, x, k=10):
+    return _recall_of(index.search(normalize(queries), k)[1], queries, x, k)
+
+
+def _recall_of(got, queries, x, k=10):
     truth = faiss.IndexFlatIP(x.shape[1])
     truth.add(normalize(x))
     want = truth.search(normalize(queries), k)[1]
-    got = index.search(normalize(queries), k)[1]
     return float(np.mean([np.intersect1d(a, b).size / k for a, b in zip(got, want)]))
 
 
@@ -85,10 +105,11 @@ def test_approximate_index_is_tuned_to_the_recall_target_and_says_so(kind, knob)
 
 def test_an_index_that_cannot_reach_the_target_records_what_it_reached():
     x = _clustered(20_000)
-    index, quality = build_tuned_index(x, np.arange(20_000), "IVF64,PQ4")  # 4 bytes a vector: coarse
+    index, quality = build_tuned_index(x, np.arange(20_000), "IVF64,PQ1")  # 1 byte a vector: very coarse
     assert not quality.exact and quality.recall_at_10 < RECALL_TARGET
-    assert quality.search_params == {"nprobe": 64}  # every list probed: the most this index can do
-    assert abs(_recall(index, x[:300], x) - quality.recall_at_10) < 0.1
+    assert quality.search_params == {"nprobe": 64, "rerank": 400}  # every list, deepest re-rank: the most it can do
+    fresh = search(index, x[:300], 10, params=quality.search_params, read_rows=lambda r: x[r])[1]
+    assert abs(_recall_of(fresh, x[:300], x) - quality.recall_at_10) < 0.1
 
 
 def test_flat_is_exact_with_nothing_to_tune():
@@ -96,10 +117,9 @@ def test_flat_is_exact_with_nothing_to_tune():
     assert quality.exact and quality.recall_at_10 == 1.0 and quality.search_params == {} and quality.queries == 0
 
 
-def test_exact_neighbours_by_slices_equal_faiss_and_leave_the_held_rows_out(monkeypatch):
-    import medsearch.storage.faiss_index as F
+def test_exact_neighbours_by_slices_equal_faiss_and_leave_the_held_rows_out():
+    from medsearch.storage.index_build import TopK
 
-    monkeypatch.setattr(F, "EXACT_BLOCK_ELEMENTS", 50 * 1500)  # slices of 1,500 rows: several boundaries
     x = normalize(_clustered(5_000))
     skip = np.zeros(5_000, dtype=bool)
     skip[::97] = True
@@ -107,5 +127,7 @@ def test_exact_neighbours_by_slices_equal_faiss_and_leave_the_held_rows_out(monk
     flat = faiss.IndexFlatIP(x.shape[1])
     flat.add(x[~skip])
     want = np.flatnonzero(~skip)[flat.search(queries, 10)[1]]
-    got = F._exact_neighbours(x, queries, skip, 10)
-    assert all(set(g) == set(w) for g, w in zip(got, want)) and not skip[got].any()
+    top = TopK(queries, 10)
+    for start in range(0, 5_000, 1_500):  # several slice boundaries
+        top.update(x[start:start + 1_500], start, skip[start:start + 1_500])
+    assert all(set(g) == set(w) for g, w in zip(top.rows, want)) and not skip[top.rows].any()
