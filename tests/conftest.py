@@ -178,3 +178,26 @@ def make_store(path, task="multiclass", *, n=150, dim=64, groups_of=0, official=
     path.mkdir(parents=True, exist_ok=True)
     write_store(data, path)
     return path
+
+
+def store_files(out) -> dict:
+    """Every file of a store (format 2: the manifest and its segments; format 1: store.h5), by name, with its
+    bytes: equal before and after means nothing stored changed."""
+    out = Path(out)
+    paths = [out / "store.json", out / "store.h5", *sorted((out / "segments").glob("*"))]
+    return {str(p.relative_to(out)): p.read_bytes() for p in paths if p.is_file()}
+
+
+def as_format1(out) -> None:
+    """Rewrite the store in ``out`` as a format-1 store.h5 (what medsearch wrote before format 2)."""
+    import shutil
+
+    from medsearch.storage.format1 import write_format1
+    from medsearch.storage.store import read_store
+
+    data = read_store(out)
+    for m in data.models.values():
+        m.embedding = np.asarray(m.embedding)
+    write_format1(data, out)
+    (Path(out) / "store.json").unlink()
+    shutil.rmtree(Path(out) / "segments")

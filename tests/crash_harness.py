@@ -17,7 +17,7 @@ import numpy as np
 
 from medsearch.errors import MedsearchError
 from medsearch.storage.schema import EMBEDDED
-from medsearch.storage.store import read_store, store_path
+from medsearch.storage.store import read_store, store_exists
 
 
 def index_cmd(dataset: Path, out: Path, extra: list[str]) -> list[str]:
@@ -54,7 +54,7 @@ def kill_and_resume(dataset: Path, out: Path, extra: list[str], clean_dir: Path,
     clean = read_store(clean_dir)
     reference = clean.models[model]
     trial = Trial(kill_at, killed, "absent", True, 0, False)
-    if store_path(out).exists():
+    if store_exists(out):
         try:
             partial = read_store(out)
         except MedsearchError as exc:  # the store must always open

@@ -13,6 +13,8 @@ from .fingerprints import duplicate_groups
 from .index_summary import REPORT_FILE, Duplicates
 from .log import warn
 
+DIGEST_BLOCK = 65_536  # rows of embeddings read at a time
+
 
 def file_duplicates(data: StoreData, row_of: np.ndarray) -> Duplicates:
     """Byte-identical images among the dataset's rows (``row_of`` maps dataset index -> store row); a group
@@ -34,7 +36,10 @@ def embedding_duplicates(data: StoreData, m: ModelData, key: str, row_of: np.nda
     the encoder's input (a re-saved copy, or one image at two sizes). When every embedding is the same the
     index cannot tell images apart at all (e.g. a preprocessing that leaves nothing of the image)."""
     rows = [int(r) for r in row_of if m.state[r] == EMBEDDED]
-    digests = [hashlib.blake2b(m.embedding[r].tobytes(), digest_size=16).hexdigest() for r in rows]
+    digests = []
+    for start in range(0, len(rows), DIGEST_BLOCK):  # read by blocks: the embeddings may be on disk
+        block = m.embedding[np.asarray(rows[start:start + DIGEST_BLOCK], dtype=np.int64)]
+        digests += [hashlib.blake2b(v.tobytes(), digest_size=16).hexdigest() for v in block]
     groups = [[rows[p] for p in g] for g in duplicate_groups(digests)]
     groups = [g for g in groups if len({data.sha256[r] for r in g}) > 1]  # byte-identical files are reported already
     out = {"groups": len(groups), "rows": sum(len(g) for g in groups),

@@ -21,7 +21,8 @@ from ..storage.faiss_index import RECALL_TARGET, build_tuned_index, quality_attr
 from ..storage.journal import Journal
 from ..storage.lock import WriterLock
 from ..storage.schema import PENDING, SKIPPED
-from ..storage.store import ModelData, StoreData, model_key, provenance, write_store
+from ..storage.embeddings import Embeddings
+from ..storage.store import ModelData, StoreData, commit_store, model_key, provenance
 from .datasets import scan
 from .layouts import Dataset
 from .duplicates import embedding_duplicates, file_duplicates
@@ -112,7 +113,7 @@ def _index_model(out_dir: Path, data: StoreData, open_row, encoder, key: str, op
     """Embed the rows of model ``key`` not yet embedded, rebuild its index if its rows changed, sum it up."""
     journal = _open_model(out_dir, data, key, encoder)
     m = data.models[key]
-    todo = np.flatnonzero((m.state == PENDING) | (m.state == SKIPPED))
+    todo = np.flatnonzero(((m.state == PENDING) | (m.state == SKIPPED)) & ~data.is_removed())
     log(f"{key}: {len(data) - len(todo)} rows already stored, embedding {len(todo)} "
         f"(batch {opts.batch_size}, {opts.workers} decode workers, {encoder.weights_source})")
     seconds = _embed(out_dir, data, m, open_row, todo, encoder, journal, key, opts)
@@ -156,6 +157,7 @@ def _embed(out_dir: Path, data: StoreData, m: ModelData, open_row, todo: np.ndar
         m.embedding[batch.rows], m.state[batch.rows] = batch.embedding, batch.state
         for r, why in zip(batch.rows, batch.reason):
             m.reason[r] = why
+        m.touch(batch.rows)
         if time.perf_counter() - last_commit > opts.commit_every:
             _commit(data, out_dir, journal)
             last_commit = time.perf_counter()
@@ -183,7 +185,7 @@ def _build_index(out_dir: Path, m: ModelData, key: str, usable: np.ndarray, inde
 
 
 def _commit(data: StoreData, out_dir: Path, journal: Journal) -> None:
-    write_store(data, out_dir)
+    commit_store(data, out_dir)
     journal.clear()
 
 
@@ -206,7 +208,8 @@ def _ensure_model(data: StoreData, key: str, dim: int, prov: dict) -> bool:
                                      "store this variant under another --name, or use another --out")
         return False
     n = len(data)
-    data.models[key] = ModelData(np.zeros((n, dim), np.float32), np.full(n, PENDING, np.int8), [""] * n,
+    data.models[key] = ModelData(Embeddings.empty(key, n, dim, str(data.attrs.get("dataset_root", ""))),
+                                 np.full(n, PENDING, np.int8), [""] * n,
                                  {"provenance": json.dumps(prov), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return True
 

@@ -1,6 +1,8 @@
 """Bring a store up to date with its dataset before any embedding: a store belongs to one dataset (refused
 otherwise, or followed to a new place with ``moved_from``); new rows are appended, corrected labels taken
-over, and rows whose file changed on disk (by content fingerprint) go back to pending."""
+over, rows whose file changed on disk (by content fingerprint) go back to pending, and rows whose image is
+gone from the dataset are removed: out of every search at once, out of the files at the next compaction.
+Every change is marked (``touch``) so that the commit writes only the rows it concerns."""
 from __future__ import annotations
 
 import os
@@ -11,8 +13,8 @@ import numpy as np
 
 from ..display import printable
 from ..errors import MedsearchError
-from ..storage.schema import PENDING
-from ..storage.store import StoreData, read_store, store_path, write_store
+from ..storage.schema import PENDING, REMOVED_REASON
+from ..storage.store import StoreData, commit_store, read_store, store_exists
 from .layouts import Dataset
 from .fingerprints import fingerprint
 from .index_options import IndexOptions
@@ -22,7 +24,7 @@ from .log import log
 
 def open_store(out_dir: Path, ds: Dataset, moved_from: str | None) -> StoreData:
     """The store in ``out_dir`` if it is this dataset's (a new empty one if there is none); refuses another."""
-    if not store_path(out_dir).exists():
+    if not store_exists(out_dir):
         if moved_from:
             raise MedsearchError(f"--moved-from is for an existing store, and '{out_dir}' holds none: drop --moved-from")
         return StoreData([], [], _empty_labels(ds), ds.label_names, ds.task,
@@ -49,7 +51,7 @@ def reconcile(out_dir: Path, data: StoreData, ds: Dataset, options: IndexOptions
         known = {rid: r for r, rid in enumerate(data.ids)}
     row_of = np.array([known[rid] for rid in ds.ids], dtype=np.int64)
     relabelled = _update_row_fields(data, ds, row_of)
-    gone = len(data) - len(row_of)
+    gone = _remove_gone_rows(data, row_of)
     changed_on_disk, content_dirty = _update_fingerprints(data, ds, row_of, workers=options.workers,
                                                           progress=options.progress)
     changes = Changes(moved_from=old_root, new_rows=len(new), relabelled=relabelled, gone_from_dataset=gone,
@@ -59,10 +61,33 @@ def reconcile(out_dir: Path, data: StoreData, ds: Dataset, options: IndexOptions
     if changed_on_disk:
         log(f"  {changed_on_disk} stored images changed on disk since they were embedded: re-embedding them")
     if gone:
-        log(f"  {gone} stored rows are no longer in the dataset: kept, with their embeddings")
-    if new or moved_from or content_dirty or relabelled:
-        write_store(data, out_dir)
+        log(f"  {gone} stored rows are no longer in the dataset: removed (gone from search now, from the files "
+            "at the next compaction)")
+    if new or moved_from or content_dirty or relabelled or gone:
+        commit_store(data, out_dir)
     return row_of, changes
+
+
+def _remove_gone_rows(data: StoreData, row_of: np.ndarray) -> int:
+    """Mark the rows not in the dataset any more as removed (and rows back in it as not removed): their
+    embeddings are forgotten in every model, so no search returns them; returns how many were removed now."""
+    gone = np.ones(len(data), dtype=bool)
+    gone[row_of] = False
+    was = data.is_removed()
+    newly, back = np.flatnonzero(gone & ~was), np.flatnonzero(~gone & was)
+    if newly.size or back.size:
+        data.removed = gone
+        data.touch(newly)
+        data.touch(back)
+        for m in data.models.values():
+            m.state[newly] = PENDING
+            m.embedding[newly] = 0
+            for r in newly.tolist():
+                m.reason[r] = REMOVED_REASON
+            m.touch(newly)
+        if not gone.any():
+            data.removed = None
+    return int(newly.size)
 
 
 def _check_same_dataset(data: StoreData, ds: Dataset, out_dir: Path, moved_from: str | None) -> None:
@@ -111,6 +136,7 @@ def _update_row_fields(data: StoreData, ds: Dataset, row_of: np.ndarray) -> int:
             if have[r] != value:
                 have[r] = value
                 changed[r] = True
+    data.touch(np.flatnonzero(changed))
     return int(changed.sum())
 
 
@@ -133,6 +159,7 @@ def _update_fingerprints(data: StoreData, ds: Dataset, row_of: np.ndarray, *, wo
     for r, old, new, st in zip(row_of, known, shas, stats):
         if (new or not old) and (new != old or (data.file_stat[r] != st).any()):
             data.sha256[r], data.file_stat[r] = new, st  # an unreadable file keeps what was embedded
+            data.touch(r)
             dirty = True
     _back_to_pending(data, changed_rows)
     if first and n:
@@ -147,6 +174,7 @@ def _back_to_pending(data: StoreData, rows: list[int]) -> None:
         m.embedding[rows] = 0
         for r in rows:
             m.reason[r] = ""
+        m.touch(rows)
         if rows:  # its index holds the old images' vectors under these rows: no longer this store's index
             for attr in [a for a in m.attrs if a.startswith("index_")]:
                 del m.attrs[attr]
@@ -158,6 +186,9 @@ def _empty_labels(ds: Dataset) -> np.ndarray:
 
 def _append_rows(data: StoreData, ds: Dataset, new: list[int]) -> None:
     n_old = len(data)
+    data.touch(range(n_old, n_old + len(new)))
+    if data.removed is not None:
+        data.removed = np.concatenate([data.removed, np.zeros(len(new), dtype=bool)])
     data.ids += [ds.ids[i] for i in new]
     data.sources += [ds.sources[i] for i in new]
     data.labels = np.concatenate([data.labels, ds.labels[new]])
@@ -168,6 +199,9 @@ def _append_rows(data: StoreData, ds: Dataset, new: list[int]) -> None:
         setattr(data, attr, (have or []) + [got[i] for i in new] if got is not None else None)
     for m in data.models.values():
         extra = len(new)
-        m.embedding = np.concatenate([m.embedding, np.zeros((extra, m.dim), np.float32)])
+        if isinstance(m.embedding, np.ndarray):
+            m.embedding = np.concatenate([m.embedding, np.zeros((extra, m.dim), np.float32)])
+        else:
+            m.embedding.grow(extra)
         m.state = np.concatenate([m.state, np.full(extra, PENDING, np.int8)])
         m.reason += [""] * extra

@@ -66,6 +66,7 @@ class Journal:
             model.state[rows] = state
             for r, why in zip(rows, reason):
                 model.reason[r] = str(why)
+            model.touch(rows)
             applied += len(rows)
         return applied
 

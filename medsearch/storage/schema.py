@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 FORMAT = "medsearch-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: one whole store.h5; 2: segments + manifest (still reads 1)
 STORE_FILE = "store.h5"
 JOURNAL_DIR = ".journal"
 LOCK_FILE = ".lock"
@@ -17,5 +17,6 @@ LAYOUTS = ("folders", "csv", "npz")
 INDEX_ATTRS = ("index_file", "index_type", "index_sha256", "index_ntotal", "index_built")
 # More classes than any labelling scheme in use; a label column with this many values holds ids, not classes.
 MAX_LABEL_NAMES = 100_000
+REMOVED_REASON = "removed: no longer in the dataset"
 REBUILD = "move it aside and rebuild it with `medsearch index`"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")

@@ -1,36 +1,32 @@
-"""The HDF5 embedding store: rows (ids, sources, labels, groups, splits) and one embedding dataset per model.
+"""The embedding store: rows (ids, sources, labels, groups, splits) and, per model, each row's embedding.
 
-Durability design (see docs/STORE.md):
-- ``store.h5`` is never modified in place. A commit writes a complete new file beside it and renames it over
-  the old one (atomic.py), so a reader always sees a whole, consistent snapshot and a crash never corrupts it.
-- Between commits, finished batches are appended to a journal (journal.py) that the next run replays.
-- One writer at a time: ``index`` holds an exclusive lock on the index folder (lock.py); readers take no lock.
-Every value is validated when a store is opened and before one is written (validation.py), so a damaged store
-is refused whole. Nothing is pickled: strings, numbers and arrays only.
+Format 2 (segmented.py, docs/STORE.md) keeps immutable HDF5 segments listed by a small manifest, so a commit
+writes only what changed and a reader loads the row metadata but reads embeddings by row, when it uses them.
+Format 1, one whole ``store.h5``, is still read (format1.py) and upgraded by the next write.
+Durability: files are never modified in place; a commit writes new files and swaps the manifest in atomically
+(atomic.py), so a reader keeps a whole snapshot and a crash never corrupts a store. Between commits, finished
+batches go to a journal (journal.py). One writer at a time (lock.py); readers take no lock. Metadata is
+validated whole when a store is opened, embeddings as they are read (validation.py). Nothing is pickled.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from .. import __version__
-from . import hdf5_fields as fields
-from .atomic import atomic_write_bytes
-from .schema import EMBEDDED, FORMAT, FORMAT_VERSION, REBUILD, STORE_FILE, ZERO_FILLED
-from .validation import Damage, check_store, first_line, is_int, printable_key, show
+from .embeddings import Embeddings
+from .manifest import MANIFEST_FILE
+from .schema import EMBEDDED, FORMAT_VERSION, REBUILD, STORE_FILE, ZERO_FILLED
+from .validation import Damage, first_line
 from ..errors import MedsearchError
 
-__all__ = ["LabelledRows", "ModelData", "StoreData", "model_key", "store_path", "read_store", "write_store", "provenance"]
-
-_STR = h5py.string_dtype("utf-8")
+__all__ = ["LabelledRows", "ModelData", "StoreData", "model_key", "store_path", "store_exists", "read_store",
+           "write_store", "commit_store", "provenance"]
 
 
 def model_key(name: str) -> str:
@@ -42,10 +38,15 @@ def model_key(name: str) -> str:
 class ModelData:
     """One model's embeddings of every row, each row's state, and the model's attributes."""
 
-    embedding: np.ndarray          # float32 (n, dim)
+    embedding: np.ndarray | Embeddings   # float32 (n, dim); read by rows from a format-2 store
     state: np.ndarray              # int8 (n,), PENDING / EMBEDDED / ZERO_FILLED / SKIPPED
     reason: list[str]              # why a row was skipped or zero-filled, '' otherwise
     attrs: dict = field(default_factory=dict)   # provenance (JSON), index_* attributes
+    changed: set = field(default_factory=set, repr=False, compare=False)  # rows to commit (state, reason)
+
+    def touch(self, rows) -> None:
+        """Rows whose state, reason or embedding changed since the last commit."""
+        self.changed.update(int(r) for r in np.atleast_1d(rows))
 
     @property
     def dim(self) -> int:
@@ -93,6 +94,17 @@ class StoreData(LabelledRows):
     # None in stores written before these were recorded.
     sha256: list[str] | None = None
     file_stat: np.ndarray | None = None          # int64 (n, 2)
+    # rows deleted from the dataset: gone from search at once, dropped from the files by compaction
+    removed: np.ndarray | None = None            # bool (n,)
+    changed: set = field(default_factory=set, repr=False, compare=False)  # rows to commit (row fields)
+    origin: object = field(default=None, repr=False, compare=False)     # segmented.Origin of a format-2 read
+
+    def touch(self, rows) -> None:
+        """Rows whose fields (id, source, label, group, split, fingerprint, removed) changed or were added."""
+        self.changed.update(int(r) for r in np.atleast_1d(rows))
+
+    def is_removed(self) -> np.ndarray:
+        return self.removed if self.removed is not None else np.zeros(len(self), dtype=bool)
 
     def model(self, key: str | None) -> tuple[str, ModelData]:
         """The named model, or the only one when ``key`` is None; a clear error otherwise."""
@@ -111,8 +123,13 @@ class StoreData(LabelledRows):
 # ---------------------------------------------------------------- reading
 
 def store_path(directory: str | os.PathLike) -> Path:
-    """The store file of an index folder."""
+    """The format-1 store file of an index folder (format 2 keeps ``store.json`` and ``segments/``)."""
     return Path(directory) / STORE_FILE
+
+
+def store_exists(directory: str | os.PathLike) -> bool:
+    """Whether the folder holds a store of either format."""
+    return (Path(directory) / MANIFEST_FILE).exists() or store_path(directory).exists()
 
 
 # what h5py, numpy and json raise on a file whose structure is not what the schema says
@@ -120,11 +137,16 @@ _READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexErr
 
 
 def read_store(directory: str | os.PathLike) -> StoreData:
-    """Load a store and validate all of it (docs/STORE.md, "Validation"). Raises MedsearchError, one line,
-    for a missing, unreadable, foreign or damaged file: a damaged store is refused, never read partially."""
-    path = store_path(directory)
+    """Open a store and validate its metadata whole (docs/STORE.md, "Validation"); a format-2 store's embeddings
+    are read by rows when used, and checked then. Raises MedsearchError, one line, for a missing, unreadable,
+    foreign or damaged store: a damaged one is refused, never read partially."""
+    from .format1 import read_format1
+    from .segmented import read_segmented
+
+    manifest = Path(directory) / MANIFEST_FILE
+    path = manifest if manifest.exists() else store_path(directory)
     if not path.exists():
-        raise MedsearchError(f"no medsearch store at '{directory}' (missing {STORE_FILE}): "
+        raise MedsearchError(f"no medsearch store at '{directory}' (missing {MANIFEST_FILE} or {STORE_FILE}): "
                              "build one with `medsearch index DATASET --out DIR`")
     try:
         with open(path, "rb"):
@@ -132,12 +154,14 @@ def read_store(directory: str | os.PathLike) -> StoreData:
     except OSError as exc:
         raise MedsearchError(f"cannot read '{path}' ({exc.strerror or exc}): check that it is a readable file") from None
     try:
-        f = h5py.File(path, "r")
-    except _READ_ERRORS as exc:
-        raise MedsearchError(f"'{path}' is not a readable medsearch store ({first_line(exc)}): {REBUILD}") from None
-    try:
+        if path == manifest:
+            return read_segmented(Path(directory))
+        try:
+            f = h5py.File(path, "r")
+        except _READ_ERRORS as exc:
+            raise MedsearchError(f"'{path}' is not a readable medsearch store ({first_line(exc)}): {REBUILD}") from None
         with f:
-            return _read(f, path)
+            return read_format1(f, path, FORMAT_VERSION)
     except MedsearchError:
         raise
     except Damage as exc:
@@ -149,71 +173,6 @@ def read_store(directory: str | os.PathLike) -> StoreData:
         raise MedsearchError(f"'{path}' is damaged ({type(exc).__name__}: {first_line(exc)}); {REBUILD}") from None
 
 
-def _read(f: h5py.File, path: Path) -> StoreData:
-    root = {k: fields.plain_attr(v) for k, v in f.attrs.items()}
-    if not (isinstance(root.get("format"), str) and root["format"] == FORMAT):
-        raise MedsearchError(f"'{path}' is an HDF5 file but not a medsearch store: rebuild it with `medsearch index`")
-    version = fields.required_attr(root, "format_version")
-    if not is_int(version):
-        raise Damage(f"format_version is {show(version)}, not an integer")
-    if version > FORMAT_VERSION:
-        raise MedsearchError(f"'{path}' has store format {version}; this medsearch reads up to {FORMAT_VERSION}: upgrade medsearch")
-    if version < 1:
-        raise Damage(f"format_version is {version} (versions start at 1)")
-    data = _read_rows(f, root)
-    models = f.get("models")
-    if models is not None and not isinstance(models, h5py.Group):
-        raise Damage("models is not a group")
-    for key, g in (models or {}).items():
-        data.models[key] = _read_model(g, key, len(data))
-    check_store(data)
-    # the values are in range now, so these casts are exact
-    data.labels = data.labels.astype(np.int8 if data.task == "multilabel" else np.int64, copy=False)
-    if data.file_stat is not None:
-        data.file_stat = data.file_stat.astype(np.int64, copy=False)
-    for m in data.models.values():
-        m.state = m.state.astype(np.int8, copy=False)
-    return data
-
-
-def _read_rows(f: h5py.File, root: dict) -> StoreData:
-    """The root attributes task and label_names and the rows group, with no model yet."""
-    task = fields.required_attr(root, "task")
-    label_names = fields.label_names_attr(fields.required_attr(root, "label_names"))
-    rows = fields.group(f, "rows", "rows")
-    ids = fields.strings(rows, "id", "rows")
-    n = len(ids)
-    if "n_rows" in root and not (is_int(root["n_rows"]) and root["n_rows"] == n):
-        what = "not an integer" if not is_int(root["n_rows"]) else f"but rows/id holds {n} rows"
-        raise Damage(f"n_rows is {show(root['n_rows'])}, {what}")
-    sources = fields.strings(rows, "source", "rows", n)
-    labels = fields.labels(rows, task, label_names, n)
-    groups = fields.strings(rows, "group", "rows", n, optional=True)
-    splits = fields.strings(rows, "split", "rows", n, optional=True)
-    sha256 = fields.strings(rows, "sha256", "rows", n, optional=True)
-    file_stat = fields.integers(rows, "file_stat", "rows", (n, 2), optional=True)
-    return StoreData(ids, sources, labels, label_names, task, groups, splits, root,
-                     sha256=sha256, file_stat=file_stat)
-
-
-def _read_model(g, key: str, n: int) -> ModelData:
-    where = f"models/{printable_key(key)}"
-    if not isinstance(g, h5py.Group):
-        raise Damage(f"{where} is not a group")
-    emb = fields.dataset(g, "embedding", where)
-    if emb.ndim != 2 or emb.shape[0] != n or emb.shape[1] < 1 or emb.dtype != np.float32:
-        raise Damage(f"model '{printable_key(key)}' has embeddings of shape {emb.shape} {emb.dtype} for {n} rows "
-                     "(expected (rows, dim) float32)")
-    fields.check_storage(emb, f"{where}/embedding")
-    state = fields.integers(g, "state", where, (n,))
-    reason = fields.strings(g, "reason", where, n)
-    attrs = {k: fields.plain_attr(v) for k, v in g.attrs.items()}
-    for name in ("dim", "provenance"):
-        if name not in attrs:
-            raise Damage(f"{where} has no {name} attribute")
-    return ModelData(emb[()], state, reason, attrs)
-
-
 def provenance(model: ModelData) -> dict:
     """The model's recorded provenance (validated when the store was opened)."""
     return json.loads(model.attrs.get("provenance", "{}"))
@@ -222,57 +181,17 @@ def provenance(model: ModelData) -> dict:
 # ---------------------------------------------------------------- writing
 
 def write_store(data: StoreData, directory: str | os.PathLike) -> None:
-    """Write the whole store as a new file and swap it in atomically.
+    """Write the whole store as new format-2 segments and swap the manifest in atomically; what it replaces
+    (older segments, a format-1 store.h5) is removed afterwards. Refuses a store that would not open."""
+    from .segmented import write_whole
 
-    The HDF5 image is built in memory and written with plain file I/O: the HDF5 library itself crashes
-    (segfault on close) when the disk fills up under it, while Python's write raises a clean ENOSPC."""
-    try:
-        check_store(data)
-    except Damage as exc:
-        raise MedsearchError(f"refusing to write '{store_path(directory)}', it would be damaged: {exc}") from None
-    buffer = io.BytesIO()
-    _write(data, buffer)
-    atomic_write_bytes(store_path(directory), buffer.getbuffer())
+    write_whole(data, Path(directory))
 
 
-def _chunk_rows(n: int, dim: int) -> int:
-    return max(1, min(n, (1 << 20) // (4 * max(dim, 1))))  # about 1 MiB per chunk
+def commit_store(data: StoreData, directory: str | os.PathLike) -> None:
+    """Make ``data``'s changes durable: one new segment with the rows marked changed (``touch``) and the
+    embeddings written since the last commit, then the manifest. A store not read from this folder's current
+    manifest (new, format 1, or changed by another writer) is written whole instead."""
+    from .segmented import commit
 
-
-def _put_strings(group: h5py.Group, name: str, values: list[str]) -> None:
-    group.create_dataset(name, data=fields.encode_strings(values), dtype=_STR)
-
-
-def _write(data: StoreData, path) -> None:
-    n = len(data)
-    with h5py.File(path, "w") as f:
-        f.attrs.update({k: v for k, v in data.attrs.items() if v is not None})
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["medsearch_version"] = __version__
-        f.attrs["task"] = data.task
-        f.attrs["label_names"] = json.dumps(data.label_names)
-        f.attrs["n_rows"] = n
-        f.attrs["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        rows = f.create_group("rows")
-        _put_strings(rows, "id", data.ids)
-        _put_strings(rows, "source", data.sources)
-        label_dtype = np.int8 if data.task == "multilabel" else np.int64
-        rows.create_dataset("label", data=np.asarray(data.labels, dtype=label_dtype))
-        if data.groups is not None:
-            _put_strings(rows, "group", data.groups)
-        if data.splits is not None:
-            _put_strings(rows, "split", data.splits)
-        if data.sha256 is not None:
-            _put_strings(rows, "sha256", data.sha256)
-        if data.file_stat is not None:
-            rows.create_dataset("file_stat", data=np.asarray(data.file_stat, dtype=np.int64).reshape(n, 2))
-        models = f.create_group("models")
-        for key, m in data.models.items():
-            g = models.create_group(key)
-            g.create_dataset("embedding", data=m.embedding, dtype=np.float32,
-                             chunks=(_chunk_rows(n, m.dim), m.dim) if n else None)
-            g.create_dataset("state", data=m.state.astype(np.int8))
-            _put_strings(g, "reason", m.reason)
-            g.attrs.update({k: v for k, v in m.attrs.items() if v is not None})
-            g.attrs["dim"] = m.dim
+    commit(data, Path(directory))

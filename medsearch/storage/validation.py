@@ -41,6 +41,9 @@ def check_store(data: StoreData) -> None:
         _check_sha256(data.sha256)
     if data.file_stat is not None:
         _check_file_stat(np.asarray(data.file_stat), n)
+    removed = getattr(data, "removed", None)
+    if removed is not None and np.asarray(removed).shape != (n,):
+        raise Damage(f"rows/removed has shape {np.asarray(removed).shape}, expected ({n},)")
     for key, m in data.models.items():
         _check_model(f"models/{printable_key(key)}", m, n)
 
@@ -130,10 +133,12 @@ def _check_sha256(values: list[str]) -> None:
 
 def _check_model(where: str, m: ModelData, n: int) -> None:
     emb = m.embedding
-    if not isinstance(emb, np.ndarray) or emb.dtype != np.float32 or emb.ndim != 2 or emb.shape[0] != n or emb.shape[1] < 1:
+    shape = tuple(getattr(emb, "shape", ()))
+    if getattr(emb, "dtype", None) != np.float32 or len(shape) != 2 or shape[0] != n or shape[1] < 1:
         raise Damage(f"{where}/embedding has shape {getattr(emb, 'shape', '?')} {getattr(emb, 'dtype', '')}, "
                       f"expected ({n}, dim) float32")
-    _check_finite(emb, f"{where}/embedding")
+    if isinstance(emb, np.ndarray):  # a format-2 store's embeddings are checked as they are read
+        _check_finite(emb, f"{where}/embedding")
     state = np.asarray(m.state)
     if state.shape != (n,) or state.dtype.kind not in "iu":
         raise Damage(f"{where}/state has shape {state.shape} {state.dtype}, expected ({n},) integers")
@@ -144,7 +149,7 @@ def _check_model(where: str, m: ModelData, n: int) -> None:
     if len(m.reason) != n or any(not isinstance(v, str) for v in m.reason):
         raise Damage(f"{where}/reason holds {_count(m.reason)} entries for {n} rows, or a value that is not a string")
 
-    a, dim = m.attrs, emb.shape[1]
+    a, dim = m.attrs, shape[1]
     if "dim" in a and not (is_int(a["dim"]) and a["dim"] == dim):
         raise Damage(f"{where} has dim {show(a['dim'])} but its embeddings have {dim} columns")
     if not isinstance(a.get("created", ""), str):

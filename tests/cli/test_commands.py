@@ -13,7 +13,7 @@ from medsearch.storage.journal import Journal
 from medsearch.storage.schema import EMBEDDED
 from medsearch.storage.store import read_store
 
-from ..conftest import FAST, run_cli
+from ..conftest import FAST, run_cli, store_files
 
 MODEL = dict(models=("mobilenet-v2",), random_init=True, progress=False, **FAST)
 
@@ -47,10 +47,10 @@ def test_index_query_info(folder_dataset, tmp_path):
 def test_rerun_embeds_nothing_and_second_model_reuses_rows(folder_dataset, tmp_path):
     out = tmp_path / "idx"
     _index(folder_dataset, out)
-    store_before = (out / "store.h5").stat().st_mtime_ns
+    store_before = (out / "store.json").stat().st_mtime_ns
     again = _index(folder_dataset, out)
     assert again.models["mobilenet-v2"].embedded_this_run == 0
-    assert (out / "store.h5").stat().st_mtime_ns == store_before  # nothing new: store and index left alone
+    assert (out / "store.json").stat().st_mtime_ns == store_before  # nothing new: store and index left alone
     (out / "mobilenet-v2.faiss").write_bytes(b"tampered")
     _index(folder_dataset, out)  # a damaged index file is rebuilt from the store
     assert read_store(out).models["mobilenet-v2"].attrs["index_ntotal"] == 24
@@ -68,9 +68,12 @@ def test_new_images_are_appended(folder_dataset, tmp_path):
     summary = _index(folder_dataset, out)
     after = read_store(out)
     assert len(after) == 25 and after.ids[:24] == before.ids
-    assert summary.models["mobilenet-v2"].embedded_this_run == 1
-    # the row whose file is gone keeps its stored embedding: nothing stored is lost
-    assert (after.models["mobilenet-v2"].embedding[:24] == before.models["mobilenet-v2"].embedding).all()
+    assert summary.models["mobilenet-v2"].embedded_this_run == 1 and summary.changes.gone_from_dataset == 1
+    # the row whose file is gone is removed: out of every search, its embedding forgotten; the others are kept
+    gone = before.ids.index("benign/benign_00.png")
+    assert after.removed[gone] and after.removed.sum() == 1 and gone not in after.models["mobilenet-v2"].usable()
+    kept = np.arange(24) != gone
+    assert (after.models["mobilenet-v2"].embedding[:24][kept] == np.asarray(before.models["mobilenet-v2"].embedding)[kept]).all()
 
 
 def test_interrupted_run_resumes_to_identical_store(folder_dataset, tmp_path, monkeypatch):
@@ -98,10 +101,10 @@ def test_interrupted_run_resumes_to_identical_store(folder_dataset, tmp_path, mo
 def test_mismatched_model_variant_is_refused_and_store_kept(folder_dataset, tmp_path):
     out = tmp_path / "idx"
     _index(folder_dataset, out)
-    before = (out / "store.h5").read_bytes()
+    before = store_files(out)
     with pytest.raises(MedsearchError, match="another preprocess"):
         _index(folder_dataset, out, norm="median-mad")
-    assert (out / "store.h5").read_bytes() == before
+    assert store_files(out) == before
     _index(folder_dataset, out, norm="median-mad", name="mobilenet-v2/mad")  # a name is made a safe key
     assert set(read_store(out).models) == {"mobilenet-v2", "mobilenet-v2_mad"}
     assert (out / "mobilenet-v2_mad.faiss").is_file()

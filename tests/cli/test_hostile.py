@@ -17,7 +17,7 @@ from medsearch.errors import MedsearchError
 from medsearch.ingest.images import MAX_PIXELS
 from medsearch.storage.store import read_store
 
-from ..conftest import index_tiny, make_image
+from ..conftest import index_tiny, make_image, store_files
 
 
 _index = index_tiny
@@ -130,12 +130,12 @@ def test_unknown_class_names_do_not_touch_the_store(tmp_path, tiny):
         (root / c).mkdir(parents=True)
         make_image(root / c / "1.png", 0, 1)
     _index(root, tmp_path / "out")
-    before = (tmp_path / "out" / "store.h5").read_bytes()
+    before = store_files(tmp_path / "out")
     (root / "normal").mkdir()
     make_image(root / "normal" / "1.png", 1, 2)
     with pytest.raises(MedsearchError, match="holds a different dataset"):
         _index(root, tmp_path / "out")
-    assert (tmp_path / "out" / "store.h5").read_bytes() == before
+    assert store_files(tmp_path / "out") == before
 
 
 def test_foreign_index_file_is_refused_by_query(tmp_path, folder_dataset):

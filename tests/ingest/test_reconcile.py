@@ -10,7 +10,7 @@ from medsearch.search.query import query
 from medsearch.storage.schema import EMBEDDED
 from medsearch.storage.store import read_store
 
-from ..conftest import cli_error_line, index_tiny, make_image, run_cli
+from ..conftest import cli_error_line, index_tiny, make_image, run_cli, store_files
 from .conftest import REAL, two_classes
 
 
@@ -21,10 +21,10 @@ def test_another_dataset_is_refused_and_nothing_stored_changes(tmp_path, tiny, n
     other = two_classes(tmp_path / "other", names, seed=50)
     out = tmp_path / "out"
     index_tiny(first, out)
-    before = (out / "store.h5").read_bytes()
+    before = store_files(out)
     res = run_cli("index", other, "--out", out, "--model", "tiny", "--quiet")
     cli_error_line(res, "belongs to the dataset", str(first.resolve()), "--moved-from")
-    assert (out / "store.h5").read_bytes() == before
+    assert store_files(out) == before
 
 
 def test_a_moved_dataset_is_followed_and_verified_file_by_file(tmp_path, tiny):

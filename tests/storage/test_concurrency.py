@@ -8,9 +8,9 @@ import numpy as np
 from medsearch.errors import MedsearchError
 from medsearch.storage.lock import WriterLock
 from medsearch.storage.schema import EMBEDDED
-from medsearch.storage.store import read_store, store_path
+from medsearch.storage.store import read_store, store_exists
 
-from ..conftest import needs_shared
+from ..conftest import needs_shared, store_files
 from ..crash_harness import index_cmd, symlink_subset
 
 MODEL = "efficientnet-lite0"
@@ -24,7 +24,7 @@ def test_reader_sees_consistent_snapshots(tmp_path):
     snapshots = []
     try:
         while writer.poll() is None:
-            if store_path(out).exists():
+            if store_exists(out):
                 try:
                     d = read_store(out)  # must never fail or see a half-written store
                 except MedsearchError as exc:
@@ -48,9 +48,9 @@ def test_second_writer_is_refused_and_store_kept(tmp_path):
     out = tmp_path / "out"
     extra = ["--model", MODEL, "--resize", "96", "--crop", "96"]
     subprocess.run(index_cmd(data, out, extra), check=True, capture_output=True, timeout=300)
-    before = store_path(out).read_bytes()
+    before = store_files(out)
     with WriterLock(out):  # a writer holds the store, for as long as the second one tries
         second = subprocess.run(index_cmd(data, out, extra), capture_output=True, text=True, timeout=300)
     assert second.returncode == 2
     assert second.stderr.splitlines()[-1].startswith(f"medsearch: error: another medsearch process (pid {os.getpid()})")
-    assert store_path(out).read_bytes() == before
+    assert store_files(out) == before

@@ -6,12 +6,12 @@ import subprocess
 
 import pytest
 
-import medsearch.storage.store as store_module
+import medsearch.storage.segments as segments_module
 from medsearch.storage import atomic
 from medsearch.errors import MedsearchError
 from medsearch.storage.store import read_store
 
-from ..conftest import index_tiny as _index
+from ..conftest import index_tiny as _index, store_files
 
 
 def _tmpfs(path, size="1M"):
@@ -43,13 +43,13 @@ def _fill(folder, leave=4096):
 def test_disk_full_keeps_store(small_disk, folder_dataset, tiny):
     out = small_disk / "idx"
     _index(folder_dataset, out)
-    before = (out / "store.h5").read_bytes()
+    before = store_files(out)
     for i in range(30):  # new rows, so the next run must commit a bigger store
         os.link(folder_dataset / "benign" / "benign_00.png", folder_dataset / "benign" / f"copy{i}.png")
     _fill(small_disk)
     with pytest.raises(MedsearchError, match="disk full"):
         _index(folder_dataset, out)
-    assert (out / "store.h5").read_bytes() == before
+    assert store_files(out) == before
     assert len(read_store(out)) == 24
     assert not [p for p in os.listdir(out) if ".tmp-" in p]  # no half-written temporary left behind
 
@@ -57,18 +57,18 @@ def test_disk_full_keeps_store(small_disk, folder_dataset, tiny):
 def test_read_only_folder_keeps_store(small_disk, folder_dataset, tiny):
     out = small_disk / "idx"
     _index(folder_dataset, out)
-    before = (out / "store.h5").read_bytes()
+    before = store_files(out)
     os.link(folder_dataset / "benign" / "benign_00.png", folder_dataset / "benign" / "new.png")
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     with pytest.raises(MedsearchError, match="cannot write|read-only|Read-only"):
         _index(folder_dataset, out)
-    assert (out / "store.h5").read_bytes() == before
+    assert store_files(out) == before
 
 
 def test_simulated_enospc_during_commit(tmp_path, folder_dataset, tiny, monkeypatch):
     out = tmp_path / "idx"
     _index(folder_dataset, out)
-    before = (out / "store.h5").read_bytes()
+    before = store_files(out)
     os.link(folder_dataset / "benign" / "benign_00.png", folder_dataset / "benign" / "new.png")
     def half_then_full(target, data):
         def write_half(tmp):
@@ -76,7 +76,7 @@ def test_simulated_enospc_during_commit(tmp_path, folder_dataset, tiny, monkeypa
                 f.write(bytes(data[: len(data) // 2]))
             raise OSError(errno.ENOSPC, "No space left on device")
         atomic.atomic_write_with(target, write_half)
-    monkeypatch.setattr(store_module, "atomic_write_bytes", half_then_full)
+    monkeypatch.setattr(segments_module, "atomic_write_bytes", half_then_full)
     with pytest.raises(MedsearchError, match="disk full"):
         _index(folder_dataset, out)
-    assert (out / "store.h5").read_bytes() == before
+    assert store_files(out) == before

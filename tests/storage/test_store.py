@@ -9,6 +9,7 @@ import pytest
 from medsearch.errors import MedsearchError
 from medsearch.storage.schema import EMBEDDED, PENDING
 from medsearch.storage.store import ModelData, StoreData, provenance, read_store, store_path, write_store
+from ..conftest import store_files
 
 
 PREPROCESS = {"resize": 64, "crop": 64, "interpolation": "bilinear", "norm": "mean-std",
@@ -35,11 +36,18 @@ def test_round_trip(tmp_path, task):
     back = read_store(tmp_path)
     assert back.ids == data.ids and back.sources == data.sources and back.groups == data.groups
     assert (back.labels == data.labels).all() and back.task == task
-    assert (back.models["m"].embedding == data.models["m"].embedding).all()
+    assert (back.models["m"].embedding[:] == data.models["m"].embedding).all()
     assert back.models["m"].usable().tolist() == [2]
-    # readable with h5py alone, as documented
-    with h5py.File(store_path(tmp_path)) as f:
-        assert f.attrs["format"] == "medsearch-store" and f["models/m/embedding"].shape == (5, 4)
+    # readable with json and h5py alone, as documented
+    assert json.loads((tmp_path / "store.json").read_text())["format"] == "medsearch-store"
+    with h5py.File(_segment(tmp_path)) as f:
+        assert f["models/m/embedding"].shape == (5, 4) and f["rows/row"][()].tolist() == list(range(5))
+
+
+def _segment(folder):
+    """The store's only segment file."""
+    (segment,) = (folder / "segments").iterdir()
+    return segment
 
 
 def test_foreign_and_damaged_files_are_refused(tmp_path):
@@ -53,7 +61,8 @@ def test_foreign_and_damaged_files_are_refused(tmp_path):
     with pytest.raises(MedsearchError, match="not a medsearch store"):
         read_store(tmp_path)
     write_store(_store(), tmp_path)
-    with h5py.File(store_path(tmp_path), "a") as f:
+    assert not store_path(tmp_path).exists()  # the format-1 file is replaced by format 2
+    with h5py.File(_segment(tmp_path), "a") as f:
         del f["models/m/embedding"]
         f["models/m/embedding"] = np.zeros((3, 4), np.float32)
     with pytest.raises(MedsearchError, match="damaged"):
@@ -66,7 +75,7 @@ def test_content_fingerprints_round_trip_and_are_optional(tmp_path):
     write_store(data, tmp_path)
     back = read_store(tmp_path)
     assert back.sha256 is None and back.file_stat is None  # a store written before they were recorded
-    with h5py.File(store_path(tmp_path)) as f:
+    with h5py.File(_segment(tmp_path)) as f:
         assert "sha256" not in f["rows"] and "file_stat" not in f["rows"]
     data.sha256 = ["ab" * 32, "", "0" * 64, "f" * 64, ""]
     data.file_stat = np.array([[10, 1_700_000_000_123_456_789], [-1, -1], [0, 5], [7, 8], [-1, -1]], np.int64)
@@ -88,17 +97,17 @@ def test_content_fingerprints_round_trip_and_are_optional(tmp_path):
 ])
 def test_a_store_that_would_not_open_is_not_written(tmp_path, damage, match):
     write_store(_store(), tmp_path)
-    before = store_path(tmp_path).read_bytes()
+    before = store_files(tmp_path)
     data = _store()
     damage(data)
     with pytest.raises(MedsearchError, match="refusing to write .*, it would be damaged: .*" + match):
         write_store(data, tmp_path)
-    assert store_path(tmp_path).read_bytes() == before  # the previous store is untouched
+    assert store_files(tmp_path) == before  # the previous store is untouched
 
 
 def test_label_minus_one_is_refused_not_shown_as_the_last_class(tmp_path):
     write_store(_store(), tmp_path)
-    with h5py.File(store_path(tmp_path), "a") as f:
+    with h5py.File(_segment(tmp_path), "a") as f:
         f["rows/label"][1] = -1
     with pytest.raises(MedsearchError, match=r"is damaged: rows/label holds -1 at row 1 .*; move it aside and rebuild"):
         read_store(tmp_path)
@@ -130,8 +139,9 @@ def test_non_finite_embeddings_are_located_past_the_first_chunk(tmp_path):
 def test_readers_keep_their_snapshot(tmp_path):
     data = _store()
     write_store(data, tmp_path)
-    with h5py.File(store_path(tmp_path), "r") as reader:
-        data.models["m"].embedding[:] = 7
-        write_store(data, tmp_path)  # atomic replace while a reader has the old file open
-        assert (reader["models/m/embedding"][()] == 0).all()
-    assert (read_store(tmp_path).models["m"].embedding == 7).all()
+    reader = read_store(tmp_path)
+    data.models["m"].embedding = np.full((5, 4), 7, np.float32)
+    write_store(data, tmp_path)  # new segments and manifest; the old segments are deleted, the reader has them open
+    assert len(list((tmp_path / "segments").iterdir())) == 1
+    assert (reader.models["m"].embedding[:] == 0).all()
+    assert (read_store(tmp_path).models["m"].embedding[:] == 7).all()

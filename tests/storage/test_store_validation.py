@@ -1,7 +1,9 @@
-"""A damaged store is refused when it is opened: exit 2 and one line naming the field, for info, query and eval.
+"""A damaged format-1 store is refused when it is opened: exit 2 and one line naming the field, for info, query
+and eval (format 1 is read whole, so every field is checked at open; format 2's own cases are in
+test_segmented_validation.py).
 
-One small real store is built with `medsearch index` once per module; each case copies it, damages one field of
-the schema in docs/STORE.md with h5py, and runs the three reading commands on the copy."""
+One small real store is built with `medsearch index` once per module and written back as format 1; each case
+copies it, damages one field of the schema in docs/STORE.md with h5py, and runs the three reading commands."""
 from __future__ import annotations
 
 import json
@@ -13,7 +15,7 @@ import pytest
 
 from medsearch.ingest.indexing import index_dataset
 
-from ..conftest import FAST, make_image, run_cli
+from ..conftest import FAST, as_format1, make_image, run_cli
 
 KEY = "mobilenet-v2"
 M = f"models/{KEY}"
@@ -34,6 +36,7 @@ def built(tmp_path_factory):
             make_image(ds / name / f"{name}_{i:02d}.png", c, seed=100 * c + i)
     out = root / "idx"
     index_dataset(str(ds), out=str(out), models=(KEY,), random_init=True, progress=False, **FAST)
+    as_format1(out)
     return ds, out
 
 
@@ -301,7 +304,7 @@ def test_foreign_format_and_newer_version(built, tmp_path):
     ds, store = _damaged_copy(built, tmp_path, _attr("format", "something-else"))
     res = run_cli("info", store)
     assert res.exit_code == 2 and "not a medsearch store" in res.output and res.output.count("\n") == 1
-    ds, newer = _damaged_copy(built, tmp_path / "v2", _attr("format_version", 2))
+    ds, newer = _damaged_copy(built, tmp_path / "v2", _attr("format_version", 3))
     res = run_cli("info", newer)
     assert res.exit_code == 2 and "upgrade medsearch" in res.output and res.output.count("\n") == 1
 
