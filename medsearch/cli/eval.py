@@ -56,6 +56,16 @@ def _listed(values) -> str:
               help="Cap of the LinearSVC solver: Newton steps (more images than dimensions; also SVC-linear's "
                    "there, binary and multilabel) or libsvm passes (fewer images than dimensions).")
 @click.option("--jobs", "n_jobs", type=click.IntRange(1), help="Parallel workers for the grid search (processes when a primal solver runs, else threads; default: all cores).")
+@click.option("--max-tuning-rows", default=DEFAULTS.max_tuning_rows, show_default=True, type=int,
+              help="Above this many training rows, heads are tuned (and k chosen) on a stratified subsample of this "
+                   "many rows, then refitted on every training row; stated in the results.")
+@click.option("--max-kernel-rows", default=DEFAULTS.max_kernel_rows, show_default=True, type=int,
+              help="Above this many training rows, kernel SVCs (svc-rbf; svc-linear on multiclass) are tuned and "
+                   "fitted on a stratified subsample of this many rows (their cost grows with rows squared); "
+                   "stated in the results.")
+@click.option("--exact", is_flag=True,
+              help="No approximations: tune and fit every head and choose k on every training row (slow and "
+                   "memory-hungry on large stores).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def eval_cmd(index_dir, no_knn, no_retrieval, raw_features, quiet, as_json, heads, **kwargs):

@@ -51,6 +51,10 @@ class EvalConfig(JsonResult):
     grids: dict[str, dict]
     linear_svc_max_iter: int | None
     n_jobs: int
+    # in the JSON only when an approximation applied or its limits were changed (approximation.py)
+    approximation_limits: dict | None = None
+
+    OMIT_WHEN_NONE = ("approximation_limits",)
 
 
 @dataclass
@@ -97,7 +101,10 @@ class Reference(JsonResult):
 class MethodScores(JsonResult):
     """A head or the k-NN vote on the pooled test rows: AUC with its bootstrap CI, accuracy and macro
     precision/recall/F1, AUC per class (per label; binary: the positive class), and the tuning: chosen
-    params, CV AUC and the grid's results (one per round under --cv), fit time and solver notes."""
+    params, CV AUC and the grid's results (one per round under --cv), fit time and solver notes; and, in the
+    JSON only when one applied, the approximation that bounded its cost (approximation.record)."""
+
+    OMIT_WHEN_NONE = ("approximation",)
 
     method: str
     label: str
@@ -117,6 +124,7 @@ class MethodScores(JsonResult):
     not_converged: int
     n_fits: int
     notes: list[str]
+    approximation: dict | None = None
 
 
 @dataclass

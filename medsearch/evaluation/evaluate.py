@@ -9,7 +9,9 @@ For each model in the store, on one split shared by all models and methods:
   bootstrap AUC deltas of every method against the best one.
 Embeddings are read from the store, never recomputed. ``cv=K`` replaces the single split by K outer
 folds (each row tested once) and pools the out-of-fold scores. A model named 'a+b' is the fusion of the
-store's models a and b (see fusion), scored like any other.
+store's models a and b (see fusion), scored like any other. On large training parts the heads are tuned (the
+kernel SVCs also fitted) and k is chosen on stratified subsamples, each stated in the results and warned
+about (approximation; --max-tuning-rows, --max-kernel-rows, --exact).
 
 This module is the driver: options (options), rows and rounds (rounds), one model's scores (scoring),
 head saving (saved_head), the result (results) and the report folder (report).
@@ -26,7 +28,7 @@ from .. import __version__
 from ..errors import MedsearchError
 from ..storage.store import StoreData, read_store
 from .fusion import fuse, is_fused
-from .eval_options import EvalOptions
+from .eval_options import MAX_KERNEL_ROWS, MAX_TUNING_ROWS, EvalOptions
 from .progress import EvalLog
 from .reference import anchor_for, reference_table
 from .eval_results import FORMAT, EvalConfig, EvalResult, Reference, StoreInfo
@@ -56,7 +58,7 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     models, curves = {}, {}
     for key in keys:
-        X = data.models[key].embedding[rows]
+        X = RowsOf(data.models[key].embedding, rows)
         models[key], curves[key], fitted = score_model(problem, key, X)
         if options.save_head:
             models[key].saved_head = save_evaluated_head(problem, index_dir, key, X, fitted)
@@ -66,11 +68,23 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
     folder = Path(options.report_dir) if options.report_dir else \
         Path(index_dir) / "reports" / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     result = EvalResult(format=FORMAT, medsearch_version=__version__, created=created, index_dir=str(index_dir),
-                        store=_store_info(data, rows), config=_config(options, keys, grids), split=split,
+                        store=_store_info(data, rows), config=_config(options, keys, grids, models), split=split,
                         notes=_notes(data, options), warnings=log.warnings, reference=reference, models=models,
                         report_dir=str(folder))
     write_report(result, curves, folder)
     return result
+
+
+class RowsOf:
+    """A model's embeddings of the evaluated rows, read by position when indexed (``X[positions]``), so
+    that no copy of every evaluated row is held beside the store's own."""
+
+    def __init__(self, embedding, rows: np.ndarray):
+        self.embedding, self.rows = embedding, rows
+        self.shape = (rows.size, *embedding.shape[1:])
+
+    def __getitem__(self, positions) -> np.ndarray:
+        return np.asarray(self.embedding[self.rows[positions]])
 
 
 def _model_keys(data: StoreData, models, save_head=None) -> list[str]:
@@ -109,12 +123,16 @@ def _store_info(data: StoreData, rows: np.ndarray) -> StoreInfo:
                      **{k: data.attrs.get(k) for k in ("dataset_root", "layout", "created", "updated")})
 
 
-def _config(options: EvalOptions, keys: list[str], grids: dict) -> EvalConfig:
+def _config(options: EvalOptions, keys: list[str], grids: dict, models: dict) -> EvalConfig:
     o = options
+    limits = {"max_tuning_rows": o.max_tuning_rows, "max_kernel_rows": o.max_kernel_rows, "exact": o.exact}
+    approximated = any(getattr(m, "approximation", None) for model in models.values() for m in model.methods.values())
+    changed = limits != {"max_tuning_rows": MAX_TUNING_ROWS, "max_kernel_rows": MAX_KERNEL_ROWS, "exact": False}
     return EvalConfig(models=keys, heads=list(o.heads), knn=o.knn, retrieval=o.retrieval, split=o.split,
                       test_size=o.test_size, cv=o.cv, folds=o.folds, seed=o.seed, ks=list(o.ks), knn_k=o.knn_k,
                       knn_weights=o.knn_weights, n_boot=o.n_boot, scale=o.scale, grids=grids,
-                      linear_svc_max_iter=o.linear_svc_max_iter, n_jobs=o.workers)
+                      linear_svc_max_iter=o.linear_svc_max_iter, n_jobs=o.workers,
+                      approximation_limits=limits if approximated or changed else None)
 
 
 def _notes(data: StoreData, options: EvalOptions) -> list[str]:

@@ -32,7 +32,7 @@ def fuse(data: StoreData, key: str) -> ModelData:
     models = [data.model(part)[1] for part in parts]  # an unknown part -> the store's own message
     masks, blocks = [], []
     for model in models:
-        E = model.embedding.astype(np.float64)
+        E = np.asarray(model.embedding, dtype=np.float64)
         norms = np.linalg.norm(E, axis=1, keepdims=True)
         blocks.append(np.divide(E, norms, out=np.zeros_like(E), where=norms > 0))
         mask = np.zeros(len(data), dtype=bool)

@@ -198,21 +198,26 @@ def _bootstrap_counts(n: int, n_boot: int, seed: int):
         yield np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-def _bootstrap_matrix(y, score_sets, task, n_boot, seed) -> np.ndarray:
+def _bootstrap_matrix(y, score_sets, task, n_boot, seed, progress=None) -> np.ndarray:
     """(n_boot, len(score_sets)) resampled AUCs, every score set scored on the same resampled rows."""
     prepared = [_one_vs_rest(*check_labels_scores(y, s, task), task) for s in score_sets]
     n = prepared[0][0].shape[0]
+    batch = max(1, _BOOT_BATCH_ELEMENTS // max(n, 1))
+    advance = progress(-(-n_boot // batch)) if progress else None
     out = []
     for counts in _bootstrap_counts(n, n_boot, seed):
         out.append(np.stack([_resampled_aucs(truth, cols, task, counts) for truth, cols in prepared], axis=1))
+        if advance:
+            advance()
     return np.concatenate(out, axis=0)
 
 
-def bootstrap_aucs(y, score_sets, task: str, *, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+def bootstrap_aucs(y, score_sets, task: str, *, n_boot: int = 1000, seed: int = 0, progress=None) -> np.ndarray:
     """(n_boot, len(score_sets)) resampled AUCs, every score set scored on the same resampled rows (NaN
     where undefined). The draws depend only on (n, n_boot, seed), so one call serves the CIs and the
-    paired deltas of several methods exactly as separate bootstrap_auc_ci / paired_bootstrap_delta calls."""
-    return _bootstrap_matrix(y, list(score_sets), task, n_boot, seed)
+    paired deltas of several methods exactly as separate bootstrap_auc_ci / paired_bootstrap_delta calls.
+    ``progress(total)``: returns a callable called once per batch of resamples."""
+    return _bootstrap_matrix(y, list(score_sets), task, n_boot, seed, progress)
 
 
 def ci_from_bootstrap(point: float, boots: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:

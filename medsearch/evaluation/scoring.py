@@ -17,7 +17,9 @@ from ..errors import MedsearchError
 from ..search.knn import KNN_K_GRID, KNNVoter, cv_select_k, vote_shares
 from ..solvers.grid_search import search_heads
 from ..storage.store import provenance
+from .approximation import is_kernel_head, record, stratified_subsample, warning_text
 from .heads import HEADS, head_scores
+from .knn_tuning import choose_k
 from .metrics import auc, bootstrap_aucs, ci_from_bootstrap, classification_report_dict, delta_from_bootstrap, \
     per_class_auc
 from .eval_results import Delta, MethodScores, ModelEvaluation, RetrievalScores
@@ -77,6 +79,7 @@ class _ModelRun:
         self.n_relevant: list = []
         self.retrieval_seconds = 0.0
         self.kept: HeadFit | None = None
+        self.approximations: dict[str, dict] = {}
 
     def score_round(self, r: int, train, test) -> None:
         n_rounds = len(self.problem.rounds)
@@ -87,11 +90,38 @@ class _ModelRun:
         inner = inner_folds(self.problem, train)
         self.y_tests.append(y_test)
         if self.options.heads:
-            self._heads(X_train, y_train, X_test, y_test, inner, where)
+            self._heads(X_train, y_train, X_test, y_test, train, inner, where)
         if self.options.knn or self.options.retrieval:
             self._neighbours(X_train, y_train, X_test, y_test, inner, where)
 
-    def _heads(self, X_train, y_train, X_test, y_test, inner, where) -> None:
+    def _approximate(self, methods, entry: dict) -> None:
+        """Record (and warn once about) an approximation of ``methods``."""
+        for m in methods:
+            if m not in self.approximations:
+                self.approximations[m] = entry
+                self.problem.log.warn(f"{self.key} " + warning_text(m, entry))
+
+    def _head_groups(self, X_train, y_train, train, inner) -> list[tuple]:
+        """[(heads, X, y, folds, tune_rows)]: the kernel SVCs on a subsample when the training part is above
+        --max-kernel-rows, the other heads tuned on a subsample when above --max-tuning-rows (approximation)."""
+        options, task, n = self.options, self.task, y_train.shape[0]
+        kernel = [h for h in options.heads if is_kernel_head(h, task)] \
+            if not options.exact and n > options.max_kernel_rows else []
+        tuned = [h for h in options.heads if h not in kernel]
+        groups = []
+        if tuned and not options.exact and n > options.max_tuning_rows:
+            sub = stratified_subsample(y_train, task, options.max_tuning_rows, options.seed)
+            self._approximate(tuned, record("tuning", sub.size, n, "--max-tuning-rows"))
+            groups.append((tuned, X_train, y_train, inner_folds(self.problem, train[sub]), sub))
+        elif tuned:
+            groups.append((tuned, X_train, y_train, inner, None))
+        if kernel:
+            sub = stratified_subsample(y_train, task, options.max_kernel_rows, options.seed)
+            self._approximate(kernel, record("kernel", sub.size, n, "--max-kernel-rows"))
+            groups.append((kernel, X_train[sub], y_train[sub], inner_folds(self.problem, train[sub]), None))
+        return groups
+
+    def _heads(self, X_train, y_train, X_test, y_test, train, inner, where) -> None:
         options, one_round = self.options, len(self.problem.rounds) == 1
 
         def done(fit: HeadFit) -> None:
@@ -103,9 +133,11 @@ class _ModelRun:
             self.problem.log.line(f"{self.key} {fit.name}: AUC {_auc_text(y_test, s, self.task)} "
                                   f"(CV {fit.cv_auc:.3f}, {fit.seconds:.1f} s){where}")
 
-        search_heads(options.heads, X_train, y_train, self.task, folds=inner, grids=self.problem.grids,
-                     scale=options.scale, n_jobs=options.workers, linear_svc_max_iter=options.linear_svc_max_iter,
-                     on_done=done)
+        for names, X, y, folds, tune_rows in self._head_groups(X_train, y_train, train, inner):
+            meter = self.problem.log.meter(f"{self.key} {','.join(names)}{where}: grid search and refit")
+            search_heads(names, X, y, self.task, folds=folds, grids=self.problem.grids, scale=options.scale,
+                         n_jobs=options.workers, linear_svc_max_iter=options.linear_svc_max_iter, on_done=done,
+                         tune_rows=tune_rows, progress=meter)
 
     def _neighbours(self, X_train, y_train, X_test, y_test, inner, where) -> None:
         """The k-NN vote (k chosen on the tuning folds unless --knn-k) and the retrieval neighbour lists."""
@@ -113,10 +145,20 @@ class _ModelRun:
         if options.knn_k is None:
             cap = min(tr.size for tr, _ in inner)
             grid = [k for k in KNN_K_GRID if k <= cap] or [1]
-            best_k, k_scores = cv_select_k(X_train, y_train, self.task, inner, ks=grid, weights=options.knn_weights)
+            queries = None
+            if not options.exact and y_train.shape[0] > options.max_tuning_rows:
+                queries = stratified_subsample(y_train, self.task, options.max_tuning_rows, options.seed)
+                if options.knn:
+                    self._approximate(["knn"], record("knn", queries.size, y_train.shape[0], "--max-tuning-rows"))
+            meter = self.problem.log.meter(f"{self.key} knn{where}: choosing k", "folds")
+            best_k, k_scores = choose_k(X_train, y_train, self.task, inner, grid, options.knn_weights, queries, meter,
+                                       select=cv_select_k)
         else:
             best_k, k_scores = int(options.knn_k), {}
         voter = KNNVoter(k=max(best_k, *options.ks), weights=options.knn_weights).fit(X_train, y_train)
+        if X_train.shape[0] > options.max_tuning_rows:  # one long exact search: say what it is doing
+            self.problem.log.line(f"{self.key} knn{where}: searching {X_test.shape[0]:,} test rows among "
+                                  f"{X_train.shape[0]:,} training rows")
         sims, idx = voter.kneighbors(X_test)
         if options.knn:
             shares = vote_shares(sims[:, :best_k], idx[:, :best_k], voter.labels_, options.knn_weights,
@@ -145,12 +187,15 @@ class _ModelRun:
         y_test = np.concatenate(self.y_tests)
         curve_scores = {m: np.concatenate(parts) for m, parts in self.scores.items()}
         # one bootstrap for every method: the same resamples give each CI and each paired delta
+        meter = self.problem.log.meter(f"{self.key} bootstrap ({options.n_boot} resamples)", "batches")
         columns = bootstrap_aucs(y_test, curve_scores.values(), task, n_boot=options.n_boot,
-                                 seed=options.seed) if curve_scores else None
+                                 seed=options.seed, progress=meter) if curve_scores else None
         boots = {m: columns[:, j] for j, m in enumerate(curve_scores)}
         n_rounds = len(self.problem.rounds)
         methods = {m: _method_scores(m, y_test, s, task, self.names, boots[m], self.tuning[m], n_rounds)
                    for m, s in curve_scores.items()}
+        for m, entry in self.approximations.items():
+            methods[m].approximation = entry
         if options.retrieval:
             methods["retrieval"] = self._retrieval_scores(y_test)
         best, deltas = _deltas(methods, curve_scores, boots)

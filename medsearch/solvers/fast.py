@@ -22,6 +22,13 @@ from .headfit import HeadFit, best_setting, cv_table, grid_settings
 from .routing import DUAL, KERNEL, PRIMAL, refit_estimator, route, route_note
 from .units import counting_fit, kernel_unit, make_folds, plain_unit, primal_unit
 
+# Kernel units running at once hold at most this many bytes of n x n float64 matrices (a fold's Gram
+# matrix, its squared distances and one RBF kernel: KERNEL_MATRICES of them per unit).
+KERNEL_UNITS_BYTES = 3 * 2**30
+KERNEL_MATRICES = 3
+# Refits run side by side (one thread each) only while a float64 copy of the training rows is this small.
+PARALLEL_REFIT_BYTES = 2**29
+
 
 class _Unit(NamedTuple):
     kind: str        # "primal", "kernel" or "plain"
@@ -83,45 +90,79 @@ def _refit(name, task, solver, setting, X, y, scale, max_iter):
     return estimator, time.perf_counter() - t0, n_warn
 
 
-def _run(units: list[_Unit], n_jobs: int, tallies) -> None:
+def _kernel_workers(units: list[_Unit], n_jobs: int) -> int:
+    """Workers for the units: fewer when kernel units, which hold a few n x n float64 matrices each (kernels.py),
+    would together pass KERNEL_UNITS_BYTES. The results do not depend on the number of workers."""
+    sizes = [u.args[3].X_train.shape[0] for u in units if u.kind == "kernel"]
+    if not sizes:
+        return n_jobs
+    per_unit = KERNEL_MATRICES * 8 * max(sizes) ** 2
+    return max(1, min(n_jobs, KERNEL_UNITS_BYTES // per_unit))
+
+
+def _run(units: list[_Unit], n_jobs: int, tallies, advance=None) -> None:
     """Run the units and record their outcomes. With primal units in worker processes: scipy's LAPACK
     wrappers (the primal solvers' Cholesky factorisations) and numpy's many small operations hold the
     GIL, so threads would serialise them (joblib memory-maps the fold arrays for the workers). Otherwise
     in threads (libsvm and BLAS release the GIL), which spare small searches the workers' start-up. BLAS
     gets one thread either way, since small matrix products slow down badly when oversubscribed: in the
     workers through joblib, in this process through the caller's threadpool_limits."""
+    n_jobs = _kernel_workers(units, n_jobs)
     processes = any(unit.kind == "primal" for unit in units)
     workers = dict(backend="loky", inner_max_num_threads=1) if processes else dict(backend="threading")
     with parallel_config(**workers):
         outcomes = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(u.fn)(*u.args) for u in units)
     for unit, outcome in zip(units, outcomes):
         _record(unit, outcome, tallies)
+        if advance:
+            advance()
+
+
+def _refits(pool, names, task, solvers, settings, chosen, X, y, scale, max_iter, n_jobs, advance) -> dict:
+    """{name: (estimator, seconds, warnings)}: the chosen settings refitted on all of X, in threads; one at
+    a time (BLAS on every worker) when X is large, since each refit holds float64 copies of X."""
+    args = {name: (name, task, solvers[name], settings[name][chosen[name][0]], X, y, scale, max_iter)
+            for name in names}
+    if X.shape[0] * X.shape[1] * 8 <= PARALLEL_REFIT_BYTES or len(names) == 1:
+        futures = {name: pool.submit(_refit, *args[name]) for name in names}
+        return {name: _advanced(futures[name].result(), advance) for name in names}
+    with threadpool_limits(n_jobs):
+        return {name: _advanced(_refit(*args[name]), advance) for name in names}
+
+
+def _advanced(outcome, advance):
+    if advance:
+        advance()
+    return outcome
 
 
 def search_fast(names, X, y, task: str, *, folds, grids: dict, scale: bool, n_jobs: int,
-                linear_svc_max_iter: int | None, on_done=None) -> dict[str, HeadFit]:
+                linear_svc_max_iter: int | None, on_done=None, tune_rows=None, progress=None) -> dict[str, HeadFit]:
     """search_heads' fast backend; arguments as there, already checked."""
-    fold_data = make_folds(X, y, folds, scale)
+    fold_data = make_folds(X, y, folds, scale) if tune_rows is None else \
+        make_folds(X[tune_rows], y[tune_rows], folds, scale)
     n_train, (n_rows, n_features) = max(tr.size for tr, _ in folds), X.shape
     solvers = {name: route(name, task, n_train, n_rows, n_features) for name in names}
     settings = {name: grid_settings(grids[name]) for name in names}
     tallies = {name: _Tally(np.full((len(settings[name]), len(folds)), np.nan)) for name in names}
     units = _units(names, solvers, settings, grids, task, fold_data, linear_svc_max_iter)
     n_jobs = max(1, int(n_jobs))
+    advance = progress(len(units) + len(names)) if progress else None
     # threadpool_limits is process-wide (set per thread, its exits would undo each other): one for the
     # units run in threads and the refits
     with threadpool_limits(1), ThreadPoolExecutor(n_jobs) as pool:
-        _run(units, n_jobs, tallies)
+        _run(units, n_jobs, tallies, advance)
+        del units, fold_data  # the folds' standardised copies are not needed by the refits
         chosen = {}
         for name in names:
             chosen[name] = best_setting(tallies[name].scores)
             if chosen[name][0] < 0:
                 raise undefined_auc(name)
-        refits = {name: pool.submit(_refit, name, task, solvers[name], settings[name][chosen[name][0]], X, y, scale,
-                                    linear_svc_max_iter) for name in names}
+        refits = _refits(pool, names, task, solvers, settings, chosen, X, y, scale, linear_svc_max_iter, n_jobs,
+                         advance)
         results = {}
         for name in names:
-            estimator, seconds, n_warn = refits[name].result()
+            estimator, seconds, n_warn = refits[name]
             (best, means), tally = chosen[name], tallies[name]
             note = route_note(name, solvers[name], n_train, n_rows, n_features)
             results[name] = HeadFit(
