@@ -33,7 +33,13 @@ DEFAULTS = IndexOptions()
 @click.option("--on-missing", default=DEFAULTS.on_missing, type=click.Choice(["skip", "zero"]), help="Unreadable images: skip and report, or embed a zero tensor.")
 @click.option("--batch-size", default=DEFAULTS.batch_size, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=DEFAULTS.workers, show_default=True, type=click.IntRange(1), help="Parallel image-decoding threads (default: one per CPU).")
-@click.option("--index-type", default=DEFAULTS.index_type, show_default=True, help="flat, auto, or a FAISS factory string (HNSW32, IVF256,Flat, ...).")
+@click.option("--index-type", default=DEFAULTS.index_type, show_default=True,
+              help="auto (exact up to 100k rows, then the approximate index that fits --max-memory, tuned to "
+                   "--recall-target), flat, or a FAISS factory string (HNSW32, IVF1024,PQ64, ...).")
+@click.option("--recall-target", default=DEFAULTS.recall_target, show_default=True, type=float,
+              help="recall@10 against exact search an approximate index is tuned to reach (e.g. 0.95, 0.99).")
+@click.option("--max-memory", default="1G", show_default=True,
+              help="Memory the index may take (auto picks HNSW while it fits, else IVF-PQ with exact re-ranking).")
 @click.option("--device", default=DEFAULTS.device, show_default=True)
 @click.option("--commit-every", default=DEFAULTS.commit_every, show_default=True, help="Seconds between store commits (finished batches are journaled anyway).")
 @click.option("--moved-from", help="The dataset's old location, when this is the same dataset moved (the store was built "
@@ -44,6 +50,9 @@ def index_cmd(dataset, label_cols, quiet, as_json, **kwargs):
     """Embed every image of DATASET once per model and build its FAISS index."""
     from ..ingest.indexing import index_dataset
 
+    from ..ingest.index_options import parse_bytes
+
+    kwargs["max_memory"] = parse_bytes(kwargs["max_memory"])
     options = IndexOptions(label_cols=label_cols.split(",") if label_cols else None, progress=not quiet, **kwargs)
     summary = index_dataset(dataset, options)
     emit(summary.to_json(), as_json, format_index_summary(summary))

@@ -35,7 +35,9 @@ class IndexOptions:
     ``weights`` are local checkpoints (PATH, or MODEL=PATH with several models); ``name`` is the store key of
     a single model; the dataset fields follow ``datasets.scan``; ``norm``/``resize``/``crop`` override the
     encoder's preprocessing; ``on_missing`` is 'skip' or 'zero' for unreadable images; ``commit_every`` is the
-    seconds between store commits; ``moved_from`` is the dataset's old root when the same dataset moved."""
+    seconds between store commits; ``moved_from`` is the dataset's old root when the same dataset moved;
+    ``index_type`` 'auto' chooses exact search up to 100k rows, then the approximate index that fits
+    ``max_memory`` bytes, tuned to ``recall_target`` (recall@10 against exact search)."""
 
     out: str | None = None
     models: tuple[str, ...] = (DEFAULT_MODEL,)
@@ -57,7 +59,9 @@ class IndexOptions:
     on_missing: str = "skip"
     batch_size: int = 64
     workers: int = default_workers()
-    index_type: str = "flat"
+    index_type: str = "auto"
+    recall_target: float = 0.95
+    max_memory: int = 1 << 30
     device: str = "cpu"
     commit_every: float = 300.0
     moved_from: str | None = None
@@ -106,6 +110,10 @@ class IndexOptions:
                                  "resized image")
         if int(self.batch_size) < 1 or int(self.workers) < 1:
             raise MedsearchError("--batch-size and --workers must be at least 1")
+        from ..storage.index_specs import check_max_memory, check_recall_target
+
+        check_recall_target(self.recall_target)
+        check_max_memory(self.max_memory)
         if not (is_real(self.commit_every) and self.commit_every >= 0):
             raise MedsearchError(f"--commit-every must be a number of seconds >= 0, got {self.commit_every!r}")
         from .encoders import device_for
@@ -151,3 +159,19 @@ def _available_memory() -> int | None:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_bytes(text: str) -> int:
+    """'2G', '512M', '1.5G' or a number of bytes -> bytes; a one-line error naming --max-memory otherwise."""
+    raw = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    unit = raw[-1:] if raw[-1:] in _UNITS and raw[-1:] else ""
+    try:
+        value = float(raw[:-1] if unit else raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise MedsearchError(f"--max-memory must be a size such as 512M, 2G or a number of bytes; got {text!r}")
+    return int(value * _UNITS[unit])

@@ -16,8 +16,7 @@ import numpy as np
 
 from ..display import printable
 from ..errors import ImageError, MedsearchError
-from ..storage.atomic import atomic_write_json, sha256_file
-from ..storage.faiss_index import RECALL_TARGET, build_tuned_index, quality_attrs, save_index
+from ..storage.atomic import atomic_write_json
 from ..storage.journal import Journal
 from ..storage.lock import WriterLock
 from ..storage.schema import PENDING, SKIPPED
@@ -30,7 +29,8 @@ from .embed import embed_rows
 from .encoders import get_spec, load_encoder, preprocess_with
 from .index_options import IndexOptions, check_memory
 from .index_summary import EXAMPLES_SHOWN, REPORT_FILE, IndexSummary, ModelIndexSummary, model_index_summary
-from .log import log, warn
+from .log import log
+from .model_index import refresh_index
 from .reconcile import open_store, reconcile
 
 __all__ = ["index_dataset"]
@@ -122,11 +122,8 @@ def _index_model(out_dir: Path, data: StoreData, open_row, encoder, key: str, op
         _commit(data, out_dir, journal)
         raise MedsearchError(f"no image of the dataset could be read for '{key}': see the reasons in "
                              f"{out_dir / REPORT_FILE} or `medsearch info {out_dir}`")
-    # Rows embedded now replace what the index held for them (a file changed on disk keeps its row number).
-    rebuild = bool(np.isin(todo, usable).any()) or not _index_is_current(out_dir, m, usable.size, opts.index_type)
-    if rebuild:
-        _build_index(out_dir, m, key, usable, opts.index_type)
-    if rebuild or todo.size or journal.parts():
+    outcome = refresh_index(out_dir, data, key, opts, todo)
+    if outcome != "current" or todo.size or journal.parts() or m.changed or data.changed:
         _commit(data, out_dir, journal)
     summary = model_index_summary(data, m, todo.size, seconds)
     summary.identical_embeddings = (embedding_duplicates(data, m, key, row_of) if todo.size else
@@ -164,37 +161,9 @@ def _embed(out_dir: Path, data: StoreData, m: ModelData, open_row, todo: np.ndar
     return time.perf_counter() - t0
 
 
-def _build_index(out_dir: Path, m: ModelData, key: str, usable: np.ndarray, index_type: str) -> None:
-    """Build, tune and save the model's index; record it, and how exact its answers are, in the store."""
-    index_file = f"{key}.faiss"
-    index, quality = build_tuned_index(m.embedding[usable], usable, index_type)
-    sha = save_index(index, out_dir / index_file)
-    attrs = quality_attrs(quality, index)
-    m.attrs.update({"index_file": index_file, "index_type": index_type, "index_sha256": sha,
-                    "index_ntotal": int(usable.size), "index_built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **attrs})
-    if quality.exact:
-        return
-    params = ", ".join(f"{k} {v}" for k, v in quality.search_params.items()) or "no search parameter to tune"
-    text = (f"{key}: approximate index ({attrs['index_factory']}): recall@10 {quality.recall_at_10:.3f} on "
-            f"{quality.queries} held-out rows ({params})")
-    if quality.recall_at_10 >= RECALL_TARGET:
-        log(text)
-    else:
-        warn(f"{text}, below the {RECALL_TARGET} target: `medsearch query --exact` searches exactly; or rebuild "
-             "with another --index-type (flat, or HNSW32)")
-
-
 def _commit(data: StoreData, out_dir: Path, journal: Journal) -> None:
     commit_store(data, out_dir)
     journal.clear()
-
-
-def _index_is_current(out_dir: Path, m: ModelData, n_usable: int, index_type: str) -> bool:
-    """True when the recorded index file covers exactly the usable rows, with the asked-for type, untouched."""
-    a = m.attrs
-    path = out_dir / a.get("index_file", "")
-    return (a.get("index_type") == index_type and a.get("index_ntotal") == n_usable and path.is_file()
-            and sha256_file(path) == a.get("index_sha256"))
 
 
 def _ensure_model(data: StoreData, key: str, dim: int, prov: dict) -> bool:

@@ -15,12 +15,16 @@ from ..display import printable
 from ..ingest.encoders import Preprocess, load_encoder
 from ..errors import ImageError, MedsearchError
 from ..ingest.images import load_image
+from ..storage.embeddings import RowsView
 from ..storage.faiss_index import FLAT, build_index, faiss_inner, load_index, search
+from ..storage.index_update import index_row_ids
 from ..ingest.fingerprints import sha256_of_file
 from ..options import check_whole
 from ..storage.store import ModelData, StoreData, provenance, read_store
 from .query_options import QueryOptions
 from .query_results import HeadOutput, Neighbour, QueryResult, SearchInfo
+
+OWN_ROWS_ROOM = 8  # candidates fetched beyond k, for the query's own stored copies
 
 
 def query(images: list[str], *, index_dir: str, options: QueryOptions | None = None,
@@ -39,9 +43,8 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
     faiss_index, how = _searcher(index_dir, key, m, options.exact)
     batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
-    own_rows = _own_rows(data, images) if options.exclude_self else [set() for _ in images]
     excluded = _rows_of_ids(data, options.exclude_ids)
-    sims, rows = search(faiss_index, queries, options.k + max(map(len, own_rows)) + len(excluded))
+    sims, rows, own_rows = _search_without_self(data, m, faiss_index, how, queries, images, options, excluded)
     results = []
     for qi, path in enumerate(images):
         keep = [(s, r) for s, r in zip(sims[qi], rows[qi])
@@ -62,6 +65,34 @@ def _result(data: StoreData, key: str, path: str, keep: list, own: set[int], opt
                        vote=labelled_vote_shares(data, [r for _, r in keep], [s for s, _ in keep], options.weighting))
 
 
+def _search_without_self(data: StoreData, m: ModelData, index, how: SearchInfo, queries, images, options, excluded):
+    """The nearest rows of each query, enough of them that ``k`` remain once the query's own rows (the stored
+    file itself, or a byte-identical copy: both have the query's own embedding, so they come first) and the
+    excluded rows are left out. Own rows are looked for among the candidates, not over the whole store."""
+    params = {} if how.exact else dict(how.search_params or {})
+    read_rows = (lambda rows: np.asarray(m.embedding[rows], dtype=np.float32))
+    hidden = _hidden_rows(m, index)
+    extra = len(excluded) + OWN_ROWS_ROOM
+    while True:
+        sims, rows = search(index, queries, options.k + extra, params=params, read_rows=read_rows,
+                            exclude_rows=hidden)
+        own = _own_rows(data, images, rows) if options.exclude_self else [set() for _ in images]
+        full = rows.shape[1] >= index.ntotal or all(len(o) < OWN_ROWS_ROOM for o in own)
+        if full:
+            return sims, rows, own
+        extra *= 4  # a query with many stored copies of itself: look further
+
+
+def _hidden_rows(m: ModelData, index):
+    """Rows the index still holds but no search may return: removed rows inside an HNSW graph."""
+    if not int(m.attrs.get("index_filtered", 0)):
+        return None
+    held = index_row_ids(index)
+    usable = np.zeros(m.state.size, dtype=bool)
+    usable[m.usable()] = True
+    return held[~usable[held]]
+
+
 def _check_options(images: list[str], options: QueryOptions) -> None:
     """Checked before the store is read, so a wrong flag is named even when the store is missing too."""
     if not images:
@@ -76,10 +107,12 @@ def _searcher(index_dir, key: str, m: ModelData, exact: bool):
     stored vectors of the rows the saved index holds (the same rows, answered exactly)."""
     if exact:
         usable = m.usable()
-        return build_index(m.embedding[usable], usable, FLAT), SearchInfo(index_type="flat", factory="IndexFlat",
-                                                                           exact=True, recall_at_10=1.0)
-    index = load_index(Path(index_dir) / m.attrs.get("index_file", f"{key}.faiss"), dim=m.dim,
-                       ntotal=int(m.attrs.get("index_ntotal", -1)), sha256=m.attrs.get("index_sha256"))
+        return build_index(RowsView(m.embedding, usable), usable, FLAT), SearchInfo(
+            index_type="flat", factory="IndexFlat", exact=True, recall_at_10=1.0)
+    a = m.attrs
+    index = load_index(Path(index_dir) / a.get("index_file", f"{key}.faiss"), dim=m.dim,
+                       ntotal=int(a.get("index_ntotal", -1)), sha256=a.get("index_sha256"),
+                       fingerprint=a.get("index_fingerprint"), size=a.get("index_size"))
     inner = faiss_inner(index)
     factory = m.attrs.get("index_factory") or type(inner).__name__
     exact_index = isinstance(inner, faiss.IndexFlat)
@@ -94,7 +127,7 @@ def _check_index_current(key: str, m: ModelData) -> None:
     embeddings (or changed files) that the index does not have yet."""
     usable = int(m.usable().size)
     ntotal = m.attrs.get("index_ntotal")
-    if ntotal is None or int(ntotal) != usable:
+    if not m.index_is_current():
         raise MedsearchError(f"the FAISS index of '{key}' is out of date ({'none' if ntotal is None else ntotal} vectors "
                              f"for {usable} embedded rows): run `medsearch index` on the dataset again to finish it")
 
@@ -113,6 +146,8 @@ def encoder_for(m: ModelData, *, device: str = "cpu"):
 
 
 def _rows_of_ids(data: StoreData, ids) -> set[int]:
+    if not ids:
+        return set()
     row_of = {rid: r for r, rid in enumerate(data.ids)}
     unknown = [i for i in ids if i not in row_of]
     if unknown:
@@ -128,25 +163,22 @@ def _read_query(path: str, draft_size: int):
         raise MedsearchError(f"cannot read query image '{printable(path)}': {exc}; give a JPEG or PNG file") from None
 
 
-def _own_rows(data: StoreData, images: list[str]) -> list[set[int]]:
-    """Store rows that are each query image itself: the stored file at the same real path, and every stored
+def _own_rows(data: StoreData, images: list[str], candidates: np.ndarray) -> list[set[int]]:
+    """Candidate rows that are each query image itself: the stored file at the same real path, or a stored
     file with the same bytes (sha256), so that a copy of a stored image, or a stored duplicate of it, does not
     come back as its own nearest neighbour and vote for its own label."""
     root = data.attrs.get("dataset_root", "")
+    by_path = root and not root.endswith(".npz")
     own: list[set[int]] = [set() for _ in images]
-    if root and not root.endswith(".npz"):
-        by_path = {os.path.realpath(os.path.join(root, s)): r for r, s in enumerate(data.sources)}
-        for q, p in enumerate(images):
-            if (r := by_path.get(os.path.realpath(p))) is not None:
+    for q, path in enumerate(images):
+        real, sha = os.path.realpath(path), None
+        for r in (int(r) for r in candidates[q] if r >= 0):
+            if by_path and os.path.realpath(os.path.join(root, data.sources[r])) == real:
                 own[q].add(r)
-    if data.sha256 is not None:
-        wanted: dict[str, list[int]] = {}
-        for q, p in enumerate(images):
-            wanted.setdefault(sha256_of_file(p), []).append(q)
-        wanted.pop("", None)
-        for r, sha in enumerate(data.sha256):
-            for q in wanted.get(sha, ()):
-                own[q].add(r)
+            elif data.sha256 is not None and data.sha256[r]:
+                sha = sha if sha is not None else sha256_of_file(path)
+                if sha and data.sha256[r] == sha:
+                    own[q].add(r)
     return own
 
 

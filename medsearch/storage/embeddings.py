@@ -127,3 +127,28 @@ class Embeddings:
         position = {int(r): i for i, r in enumerate(keep)}
         out._written = {position[r]: v for r, v in self._written.items() if r in position}
         return out
+
+
+class RowsView:
+    """The rows ``rows`` of an embedding matrix (an array or Embeddings), indexed by position 0..len-1: what
+    index building and updating read a slice at a time, so that a store on disk is never loaded whole."""
+
+    def __init__(self, embedding, rows: np.ndarray):
+        self.embedding = embedding
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.shape = (self.rows.size, embedding.shape[1])
+
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    def __len__(self) -> int:
+        return self.rows.size
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):
+            return self[key[0]][(slice(None),) + key[1:]]
+        return np.asarray(self.embedding[self.rows[key]], dtype=np.float32)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)

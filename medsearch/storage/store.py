@@ -56,6 +56,13 @@ class ModelData:
         """Row numbers that have an embedding a search may return."""
         return np.flatnonzero((self.state == EMBEDDED) | (self.state == ZERO_FILLED))
 
+    def index_is_current(self) -> bool:
+        """Whether the recorded FAISS index answers with exactly the usable rows (rows it holds beyond them are
+        removed rows that every search leaves out, counted by ``index_filtered``)."""
+        ntotal = self.attrs.get("index_ntotal")
+        filtered = int(self.attrs.get("index_filtered", 0))
+        return ntotal is not None and int(ntotal) - filtered == int(self.usable().size)
+
 
 @dataclass
 class LabelledRows:

@@ -1,0 +1,122 @@
+"""Keep one model's FAISS index in step with its rows after an `index` run: update it in place when it can
+(new rows added; removed or re-embedded rows taken out of Flat and IVF indexes), otherwise rebuild and re-tune
+it. A rebuild happens when there is no usable index, when its type or tuning options changed, when an HNSW
+graph would have to drop rows it cannot delete (other than removed rows, which searches leave out), and when
+an approximate index has grown past RETRAIN_FACTOR times the rows it was built (and trained, and tuned) on.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MedsearchError
+from ..storage.embeddings import RowsView
+from ..storage.faiss_index import (RETRAIN_FACTOR, RECALL_TARGET, add_to_index, build_tuned_index, index_fingerprint,
+                                   load_index, quality_attrs, remove_from_index, save_index)
+from ..storage.index_update import index_row_ids
+from ..storage.store import ModelData, StoreData
+from .log import log, warn
+
+__all__ = ["refresh_index"]
+
+TUNING_ATTRS = ("index_type", "index_recall_target", "index_max_memory")
+
+
+def refresh_index(out_dir: Path, data: StoreData, key: str, opts, embedded_now: np.ndarray) -> str:
+    """Bring model ``key``'s index up to date; returns 'current', 'updated' or 'built'."""
+    m = data.models[key]
+    usable = m.usable()
+    index = _usable_index(out_dir, m, opts)
+    if index is None:
+        _build(out_dir, m, key, usable, opts)
+        return "built"
+    held = index_row_ids(index)
+    if held is None:
+        _build(out_dir, m, key, usable, opts)
+        return "built"
+    is_usable = np.zeros(len(data), dtype=bool)
+    is_usable[usable] = True
+    stale = held[~is_usable[held] | np.isin(held, embedded_now)]
+    fresh = np.setdiff1d(usable, np.setdiff1d(held, stale))
+    only_filtered = (stale.size == int(m.attrs.get("index_filtered", 0)) and data.is_removed()[stale].all()
+                     and not np.isin(stale, embedded_now).any())
+    if not fresh.size and (not stale.size or only_filtered):
+        return "current"
+    removed_inside = 0
+    if stale.size and not remove_from_index(index, stale):
+        if np.isin(stale, embedded_now).any() or not data.is_removed()[stale].all():
+            _build(out_dir, m, key, usable, opts)  # an HNSW graph cannot drop rows it must not answer with
+            return "built"
+        removed_inside = int(stale.size)  # removed rows stay in the graph, left out of every search
+    ntotal = int(index.ntotal) + int(fresh.size)
+    built_rows = int(m.attrs.get("index_built_rows", m.attrs.get("index_ntotal", 0)) or 0)
+    if not m.attrs.get("index_exact", True) and ntotal > RETRAIN_FACTOR * max(1, built_rows):
+        log(f"{key}: the index holds {ntotal} rows, over {RETRAIN_FACTOR}x the {built_rows} it was built and tuned "
+            "on: rebuilding it")
+        _build(out_dir, m, key, usable, opts)
+        return "built"
+    t0 = time.perf_counter()
+    add_to_index(index, RowsView(m.embedding, fresh), fresh)
+    _save(out_dir, m, key, index, filtered=removed_inside)
+    log(f"{key}: index updated in place (+{fresh.size} rows, -{stale.size - removed_inside} rows"
+        + (f", {removed_inside} removed rows left out of searches until the next rebuild" if removed_inside else "")
+        + f", {time.perf_counter() - t0:.1f} s)")
+    return "updated"
+
+
+def _usable_index(out_dir: Path, m: ModelData, opts):
+    """The model's saved index if it was made with today's options and is intact; None otherwise."""
+    a = m.attrs
+    wanted = {"index_type": opts.index_type, "index_recall_target": float(opts.recall_target),
+              "index_max_memory": int(opts.max_memory)}
+    if "index_file" not in a or any(a.get(k, _default(k)) != v for k, v in wanted.items()):
+        return None
+    try:
+        return load_index(out_dir / a["index_file"], dim=m.dim, ntotal=int(a["index_ntotal"]),
+                          fingerprint=a.get("index_fingerprint"), size=a.get("index_size"),
+                          sha256=a.get("index_sha256"))
+    except MedsearchError as exc:
+        warn(f"{exc}; rebuilding it")
+        return None
+
+
+def _default(attr: str):
+    """What an index recorded before an attribute existed was made with."""
+    from ..storage.index_specs import DEFAULT_MAX_INDEX_MEMORY
+
+    return {"index_recall_target": RECALL_TARGET, "index_max_memory": DEFAULT_MAX_INDEX_MEMORY}.get(attr)
+
+
+def _build(out_dir: Path, m: ModelData, key: str, usable: np.ndarray, opts) -> None:
+    """Build, tune and save the model's index; record it, and how exact its answers are, in the store."""
+    index, quality = build_tuned_index(RowsView(m.embedding, usable), usable, opts.index_type,
+                                       recall_target=opts.recall_target, max_memory=opts.max_memory)
+    for attr in [a for a in m.attrs if a.startswith("index_")]:
+        del m.attrs[attr]
+    m.attrs.update({"index_type": opts.index_type, "index_max_memory": int(opts.max_memory),
+                    "index_built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "index_built_rows": int(usable.size)})
+    m.attrs.update(quality_attrs(quality, index))
+    _save(out_dir, m, key, index, filtered=0)
+    if quality.exact:
+        return
+    params = ", ".join(f"{k} {v}" for k, v in quality.search_params.items()) or "no search parameter to tune"
+    text = (f"{key}: approximate index ({m.attrs['index_factory']}, {quality.spec}): recall@10 "
+            f"{quality.recall_at_10:.3f} on {quality.queries} held-out rows ({params})")
+    if quality.recall_at_10 >= quality.recall_target:
+        log(text)
+    else:
+        warn(f"{text}, below the {quality.recall_target} target: `medsearch query --exact` searches exactly; or "
+             "rebuild with another --index-type (flat, or HNSW32) or a larger --max-memory")
+
+
+def _save(out_dir: Path, m: ModelData, key: str, index, *, filtered: int) -> None:
+    index_file = f"{key}.faiss"
+    path = out_dir / index_file
+    sha = save_index(index, path)
+    size = path.stat().st_size
+    m.attrs.update({"index_file": index_file, "index_sha256": sha, "index_ntotal": int(index.ntotal),
+                    "index_size": int(size), "index_fingerprint": index_fingerprint(path),
+                    "index_filtered": int(filtered),
+                    "index_bytes_per_vector": round(size / max(1, int(index.ntotal)), 1)})
