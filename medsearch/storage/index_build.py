@@ -43,7 +43,7 @@ def build_tuned_index(vectors, row_ids, index_type: str = "Flat", *, recall_targ
     held = np.empty(0, dtype=np.int64) if exact else _held_out(n, seed)
     quality = IndexQuality(exact=exact, recall_at_10=1.0 if exact else float("nan"))
     if held.size:
-        queries = normalize(read_positions(vectors, held))
+        queries = read_positions(vectors, held, normalized=True)
         truth = ids[_fill(index, vectors, ids, held, queries)]
         quality = tune(index, queries, truth, target, _id_reader(vectors, ids))
         index.add_with_ids(queries, ids[held])
@@ -63,10 +63,11 @@ def wrap_ids(inner: faiss.Index) -> faiss.Index:
         return faiss.IndexIDMap2(inner)
 
 
-def read_positions(vectors, positions: np.ndarray) -> np.ndarray:
-    """float32 rows at increasing ``positions``, READ_ROWS at a time."""
-    parts = [np.asarray(vectors[positions[i:i + READ_ROWS]], dtype=np.float32)
-             for i in range(0, positions.size, READ_ROWS)]
+def read_positions(vectors, positions: np.ndarray, *, normalized: bool = False) -> np.ndarray:
+    """float32 rows at increasing ``positions``, READ_ROWS at a time (each part normalised as it is read, so
+    that a large sample is never held twice)."""
+    read = normalize if normalized else (lambda part: np.asarray(part, dtype=np.float32))
+    parts = [read(vectors[positions[i:i + READ_ROWS]]) for i in range(0, positions.size, READ_ROWS)]
     return np.concatenate(parts) if parts else np.empty((0, vectors.shape[1]), dtype=np.float32)
 
 
@@ -90,7 +91,7 @@ def _train(inner, vectors, spec: str, seed: int) -> int:
         structure.pq.cp.niter = KMEANS_ITERATIONS
     size = min(n, TRAIN_ROWS_MAX, max(TRAIN_ROWS_PER_LIST * nlist, 1 << 16))
     sample = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-    inner.train(normalize(read_positions(vectors, sample)))
+    inner.train(read_positions(vectors, sample, normalized=True))
     return int(n)
 
 

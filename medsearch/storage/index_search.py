@@ -71,8 +71,8 @@ def rerank(queries: np.ndarray, candidates: np.ndarray, k: int, read_rows: ReadR
         if vectors.shape != (rows.size, queries.shape[1]):
             raise MedsearchError(f"the stored vectors read for re-ranking have shape {vectors.shape}, not "
                                  f"{(rows.size, queries.shape[1])}: the store and its index differ; run `medsearch index`")
-        table = queries[start:start + batch] @ normalize(vectors).T
-        sims = np.take_along_axis(table, np.searchsorted(rows, np.maximum(cand, 0)), axis=1)
+        gathered = normalize(vectors)[np.searchsorted(rows, np.maximum(cand, 0))]   # (queries, depth, dim)
+        sims = np.einsum("qd,qrd->qr", queries[start:start + batch], gathered)
         s, i = top_by_sims(cand, sims, k)
         out_sims[start:start + batch, :s.shape[1]], out_ids[start:start + batch, :i.shape[1]] = s, i
     return out_sims, out_ids
@@ -91,7 +91,9 @@ def _search_with(index, q, k, params: dict, exclude_rows) -> tuple[np.ndarray, n
     """FAISS search with ``params`` and the exclusion as per-call SearchParameters (the index is not changed);
     an index whose structure takes no typed parameters is searched deeper and filtered instead."""
     inner = faiss_inner(index)
-    exclude = np.unique(np.asarray([] if exclude_rows is None else list(exclude_rows), dtype=np.int64))
+    if exclude_rows is not None and not isinstance(exclude_rows, np.ndarray):
+        exclude_rows = list(exclude_rows)
+    exclude = np.unique(np.asarray([] if exclude_rows is None else exclude_rows, dtype=np.int64))
     keep = [faiss.IDSelectorBatch(exclude)] if exclude.size else []
     if keep:
         keep.append(faiss.IDSelectorNot(keep[0]))

@@ -88,3 +88,11 @@ def test_rerank_depth_scales_with_k(data, pq_built):
     sims, ids = search(index, fresh[:1], 50, params=quality.search_params, read_rows=read_rows)
     assert ids.shape == (1, 50) and (ids >= 0).all()
     assert asked[0] >= min(5 * quality.search_params["rerank"], 20_000) * 0.9   # R candidates per 10 asked
+
+
+def test_a_graph_searched_coarse_quantizer_is_tuned_and_reranked_too(data):
+    x, fresh = data                          # what auto builds from 1,024 lists on (IVF{nlist}_HNSW32,PQ{m})
+    index, quality = build_tuned_index(x, np.arange(20_000), "IVF64_HNSW32,PQ8")
+    assert quality.recall_at_10 >= RECALL_TARGET and "rerank" in quality.search_params
+    found = search(index, fresh, 10, params=quality.search_params, read_rows=lambda rows: x[rows])[1]
+    assert _recall(found, _truth(x, fresh)) >= RECALL_TARGET - 0.03
