@@ -90,12 +90,14 @@ class TinyEncoder:
 
 @pytest.fixture
 def tiny(monkeypatch):
-    """`index` with the TinyEncoder in place of any --model."""
+    """`index` (and `query` of the stores it makes) with the TinyEncoder in place of any --model."""
     import medsearch.ingest.indexing as index_module
+    import medsearch.search.query as query_module
 
     monkeypatch.setattr(index_module, "load_encoder", lambda *a, **k: TinyEncoder())
     monkeypatch.setattr(index_module, "get_spec", lambda name: SimpleNamespace(preprocess=None))
     monkeypatch.setattr(index_module, "preprocess_with", lambda *a, **k: TinyEncoder.preprocess)
+    monkeypatch.setattr(query_module, "load_encoder", lambda *a, **k: TinyEncoder())
 
 
 def index_tiny(ds, out, **kw):

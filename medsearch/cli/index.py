@@ -44,6 +44,8 @@ DEFAULTS = IndexOptions()
 @click.option("--commit-every", default=DEFAULTS.commit_every, show_default=True, help="Seconds between store commits (finished batches are journaled anyway).")
 @click.option("--moved-from", help="The dataset's old location, when this is the same dataset moved (the store was built "
                                    "from there); its files are verified by their fingerprints.")
+@click.option("--no-compact", "auto_compact", is_flag=True, default=True, flag_value=False,
+              help="Leave removed rows and superseded data in the files (out of every search) until `medsearch compact`.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def index_cmd(dataset, label_cols, quiet, as_json, **kwargs):

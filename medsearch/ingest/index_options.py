@@ -37,7 +37,8 @@ class IndexOptions:
     encoder's preprocessing; ``on_missing`` is 'skip' or 'zero' for unreadable images; ``commit_every`` is the
     seconds between store commits; ``moved_from`` is the dataset's old root when the same dataset moved;
     ``index_type`` 'auto' chooses exact search up to 100k rows, then the approximate index that fits
-    ``max_memory`` bytes, tuned to ``recall_target`` (recall@10 against exact search)."""
+    ``max_memory`` bytes, tuned to ``recall_target`` (recall@10 against exact search); ``auto_compact``
+    compacts the store at the end of a run that left much dead data (removed rows, superseded entries)."""
 
     out: str | None = None
     models: tuple[str, ...] = (DEFAULT_MODEL,)
@@ -65,6 +66,7 @@ class IndexOptions:
     device: str = "cpu"
     commit_every: float = 300.0
     moved_from: str | None = None
+    auto_compact: bool = True
     progress: bool = True
 
     def __post_init__(self):

@@ -19,7 +19,8 @@ EXAMPLES_SHOWN = 5
 @dataclass
 class Changes(JsonResult):
     """How the store's rows followed the dataset: ``moved_from`` is the old root of a moved dataset (else None);
-    ``relabelled`` rows got new labels, groups or splits; ``gone_from_dataset`` rows are kept without a file;
+    ``relabelled`` rows got new labels, groups or splits; ``gone_from_dataset`` rows were removed now (their
+    image is no longer in the dataset: out of every search, out of the files at the next compaction);
     ``changed_on_disk`` rows had new bytes and go back to pending."""
 
     moved_from: str | None
@@ -61,7 +62,10 @@ class ModelIndexSummary(JsonResult):
 @dataclass
 class IndexSummary(JsonResult):
     """The dataset indexed (its root, rows, task, how its labels were read, manifest rows not stored), the
-    store folder, each model's summary under its store key, what changed, and the duplicate files."""
+    store folder, each model's summary under its store key, what changed, the duplicate files, and the
+    compaction the run ended with (absent when none was needed)."""
+
+    OMIT_WHEN_NONE = ("compaction",)
 
     dataset: str
     out: str
@@ -72,6 +76,7 @@ class IndexSummary(JsonResult):
     models: dict[str, ModelIndexSummary] = field(default_factory=dict)
     changes: Changes | None = None
     duplicates: Duplicates | None = None
+    compaction: object | None = None   # compact.CompactSummary
 
 
 def model_index_summary(data: StoreData, m: ModelData, n_done: int, seconds: float) -> ModelIndexSummary:

@@ -29,6 +29,7 @@ from .embed import embed_rows
 from .encoders import get_spec, load_encoder, preprocess_with
 from .index_options import IndexOptions, check_memory
 from .index_summary import EXAMPLES_SHOWN, REPORT_FILE, IndexSummary, ModelIndexSummary, model_index_summary
+from .compact import compact_open_store, needs_compaction
 from .log import log
 from .model_index import refresh_index
 from .reconcile import open_store, reconcile
@@ -65,6 +66,8 @@ def index_dataset(dataset: str, options: IndexOptions | None = None, **overrides
             encoder = load_encoder(model, weights=weight_of.get(model), random_init=opts.random_init,
                                    device=opts.device, preprocess=preprocesses[model])
             summary.models[keys[model]] = _index_model(out_dir, data, open_row, encoder, keys[model], opts, row_of)
+        if opts.auto_compact and needs_compaction(data):
+            summary.compaction = compact_open_store(out_dir, data)
         atomic_write_json(out_dir / REPORT_FILE, summary.to_json())
     return summary
 

@@ -7,6 +7,7 @@ an approximate index has grown past RETRAIN_FACTOR times the rows it was built (
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,12 @@ import numpy as np
 from ..errors import MedsearchError
 from ..storage.embeddings import RowsView
 from ..storage.faiss_index import (RETRAIN_FACTOR, RECALL_TARGET, add_to_index, build_tuned_index, index_fingerprint,
-                                   load_index, quality_attrs, remove_from_index, save_index)
+                                   load_index, quality_attrs, remove_from_index, renumber_index, save_index)
 from ..storage.index_update import index_row_ids
 from ..storage.store import ModelData, StoreData
 from .log import log, warn
 
-__all__ = ["refresh_index"]
+__all__ = ["refresh_index", "renumber_or_rebuild"]
 
 TUNING_ATTRS = ("index_type", "index_recall_target", "index_max_memory")
 
@@ -64,6 +65,42 @@ def refresh_index(out_dir: Path, data: StoreData, key: str, opts, embedded_now: 
         + (f", {removed_inside} removed rows left out of searches until the next rebuild" if removed_inside else "")
         + f", {time.perf_counter() - t0:.1f} s)")
     return "updated"
+
+
+def renumber_or_rebuild(out_dir: Path, data: StoreData, key: str, old_attrs: dict, old_to_new: np.ndarray) -> str:
+    """After a compaction renumbered the rows: give the model's index (described by ``old_attrs``) the new row
+    numbers in place, or rebuild it with the options it was made with; returns 'renumbered', 'rebuilt' or
+    'none' (the model had no index)."""
+    m = data.models[key]
+    if "index_file" not in old_attrs:
+        return "none"
+    opts = _Options(old_attrs.get("index_type", "auto"), old_attrs.get("index_recall_target", RECALL_TARGET),
+                    old_attrs.get("index_max_memory", _default("index_max_memory")))
+    index = None
+    try:
+        index = load_index(out_dir / old_attrs["index_file"], dim=m.dim, ntotal=int(old_attrs["index_ntotal"]),
+                           fingerprint=old_attrs.get("index_fingerprint"), size=old_attrs.get("index_size"),
+                           sha256=old_attrs.get("index_sha256"))
+    except MedsearchError as exc:
+        warn(f"{exc}; rebuilding it")
+    held = index_row_ids(index) if index is not None else None
+    if held is not None:
+        gone = held[old_to_new[held] < 0]
+        if (not gone.size or remove_from_index(index, gone)) and renumber_index(index, old_to_new):
+            m.attrs.update({k: v for k, v in old_attrs.items() if k.startswith("index_")})
+            _save(out_dir, m, key, index, filtered=0)
+            return "renumbered"
+    _build(out_dir, m, key, m.usable(), opts)
+    return "rebuilt"
+
+
+@dataclass
+class _Options:
+    """The index options an existing index was made with."""
+
+    index_type: str
+    recall_target: float
+    max_memory: int
 
 
 def _usable_index(out_dir: Path, m: ModelData, opts):

@@ -22,7 +22,7 @@ from .embeddings import Embeddings
 from .manifest import MANIFEST_FILE, Manifest, SegmentEntry, manifest_path, read_manifest, write_manifest
 from .schema import FORMAT, FORMAT_VERSION, PENDING, STORE_FILE
 from .segments import SEGMENTS_DIR, ModelPart, RowPart, SegmentData, SegmentFile, segment_path, write_segment
-from .validation import Damage, check_store
+from .validation import Damage, check_model_attrs, check_store
 
 SEGMENT_BYTES = 256 << 20     # a whole write splits rows into segments of about this size
 MAX_TAIL = 8                  # more small segments than this at the tail are merged into one
@@ -257,9 +257,12 @@ def _check_part(data, seg: SegmentData, directory: Path) -> None:
                       attrs=root_attrs(data), sha256=part.sha256, file_stat=part.file_stat)
     for key, mp in seg.models.items():
         if mp.row.size == part.row.size and (mp.row == part.row).all():
-            probe.models[key] = ModelData(mp.embedding, mp.state, mp.reason, data.models[key].attrs)
+            attrs = {k: v for k, v in data.models[key].attrs.items() if not k.startswith("index_")}
+            probe.models[key] = ModelData(mp.embedding, mp.state, mp.reason, attrs)
     try:
         check_store(probe)
+        for key, m in data.models.items():
+            check_model_attrs(f"models/{key}", m.attrs, m.dim, len(data))
         for key, mp in seg.models.items():
             if not np.isfinite(mp.embedding).all() or mp.state.min(initial=0) < 0 or mp.state.max(initial=0) > 3:
                 raise Damage(f"models/{key} would hold a value that is not finite or a state outside 0..3")

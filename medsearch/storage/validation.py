@@ -149,7 +149,11 @@ def _check_model(where: str, m: ModelData, n: int) -> None:
     if len(m.reason) != n or any(not isinstance(v, str) for v in m.reason):
         raise Damage(f"{where}/reason holds {_count(m.reason)} entries for {n} rows, or a value that is not a string")
 
-    a, dim = m.attrs, shape[1]
+    check_model_attrs(where, m.attrs, shape[1], n)
+
+
+def check_model_attrs(where: str, a: dict, dim: int, n: int) -> None:
+    """A model's attributes: dim, created, provenance and the index_* record, for a store of ``n`` rows."""
     if "dim" in a and not (is_int(a["dim"]) and a["dim"] == dim):
         raise Damage(f"{where} has dim {show(a['dim'])} but its embeddings have {dim} columns")
     if not isinstance(a.get("created", ""), str):

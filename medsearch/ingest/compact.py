@@ -1,0 +1,67 @@
+"""`medsearch compact DIR`: rewrite a store without what no read uses any more: removed rows (their ids, file
+names and embeddings leave the files, as withdrawn consent requires), superseded versions of rows, and many
+small segments. Rows are renumbered, so each model's FAISS index is renumbered in place (Flat, IVF: after its
+removed rows were taken out) or rebuilt from the stored vectors (HNSW, which cannot drop rows). A format-1
+store is upgraded to format 2 on the way. ``index`` runs it by itself when dead entries pass COMPACT_SHARE.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..results import JsonResult
+from ..storage.compaction import compact_rows, dead_entries
+from ..storage.lock import WriterLock
+from ..storage.store import StoreData, commit_store, read_store
+from .log import log
+from .model_index import renumber_or_rebuild
+
+COMPACT_SHARE = 0.10  # `index` compacts when dead entries exceed this share of the store's rows
+
+
+@dataclass
+class CompactSummary(JsonResult):
+    """What a compaction did: rows before and after, removed rows dropped, segments before and after, and per
+    model whether its index was renumbered in place or rebuilt."""
+
+    store: str
+    rows_before: int
+    rows_after: int
+    removed_rows_dropped: int
+    segments_before: int
+    segments_after: int
+    seconds: float
+    indexes: dict[str, str] = field(default_factory=dict)
+
+
+def compact(index_dir: str) -> CompactSummary:
+    """Compact the store in ``index_dir`` under the writer lock (see the module docstring)."""
+    with WriterLock(index_dir):
+        return compact_open_store(Path(index_dir), read_store(index_dir))
+
+
+def needs_compaction(data: StoreData) -> bool:
+    return dead_entries(data) > COMPACT_SHARE * max(1, len(data))
+
+
+def compact_open_store(out_dir: Path, data: StoreData) -> CompactSummary:
+    """Compact ``data`` (read from ``out_dir``, whose writer lock the caller holds)."""
+    t0 = time.perf_counter()
+    before, segments_before = len(data), len(data.origin.manifest.segments) if data.origin else 1
+    removed = int(data.is_removed().sum())
+    old_attrs = {key: dict(m.attrs) for key, m in data.models.items()}
+    log(f"compacting '{out_dir}': {before} rows, {removed} removed, {segments_before} segments")
+    keep = compact_rows(data, out_dir)
+    old_to_new = np.full(before, -1, dtype=np.int64)
+    old_to_new[keep] = np.arange(keep.size)
+    outcome = {key: renumber_or_rebuild(out_dir, data, key, old_attrs[key], old_to_new) for key in data.models}
+    commit_store(data, out_dir)
+    summary = CompactSummary(store=str(out_dir), rows_before=before, rows_after=len(data), removed_rows_dropped=removed,
+                             segments_before=segments_before, segments_after=len(data.origin.manifest.segments),
+                             seconds=round(time.perf_counter() - t0, 2), indexes=outcome)
+    log(f"compacted: {summary.rows_after} rows in {summary.segments_after} segments, indexes "
+        f"{', '.join(f'{k} {v}' for k, v in outcome.items()) or 'none'} ({summary.seconds} s)")
+    return summary
