@@ -38,7 +38,7 @@ DEFAULTS = IndexOptions()
                    "--recall-target), flat, or a FAISS factory string (HNSW32, IVF1024,PQ64, ...).")
 @click.option("--recall-target", default=DEFAULTS.recall_target, show_default=True, type=float,
               help="recall@10 against exact search an approximate index is tuned to reach (e.g. 0.95, 0.99).")
-@click.option("--max-memory", default="1G", show_default=True,
+@click.option("--max-memory", default=f"{DEFAULTS.max_memory >> 20}M", show_default=True,
               help="Memory the index may take (auto picks HNSW while it fits, else IVF-PQ with exact re-ranking).")
 @click.option("--device", default=DEFAULTS.device, show_default=True)
 @click.option("--commit-every", default=DEFAULTS.commit_every, show_default=True, help="Seconds between store commits (finished batches are journaled anyway).")

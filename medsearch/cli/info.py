@@ -14,11 +14,13 @@ if TYPE_CHECKING:
 @main.command("info")
 @click.argument("index_dir", type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
-def info_cmd(index_dir, as_json):
+@click.option("--verify", is_flag=True, help="Also read every stored embedding and hash every index file whole "
+                                               "(costs a read of the whole store).")
+def info_cmd(index_dir, as_json, verify):
     """Show what a store holds: rows, labels, task, models and provenance."""
     from ..storage.summary import store_summary
 
-    summary = store_summary(index_dir)
+    summary = store_summary(index_dir, verify=verify)
     emit(summary.to_json(), as_json, format_store_summary(summary))
 
 
@@ -30,6 +32,11 @@ def format_store_summary(d: StoreSummary) -> str:
         lines.append(f"groups: {d.groups} distinct (patients/lesions)")
     if d.splits:
         lines.append("official split: " + ", ".join(f"{k} {v}" for k, v in d.splits.items()))
+    if d.removed:
+        lines.append(f"removed: {d.removed} rows no longer in the dataset (out of every search; "
+                     "`medsearch compact` drops them from the files)")
+    if d.segments is not None:
+        lines.append(f"format {d.format_version}: {d.segments} segment files")
     for key, m in d.models.items():
         p = m.provenance
         lines.append(f"model {key}: dim {m.dim}, embedded {m.embedded}, zero-filled {m.zero_filled}, "
@@ -38,5 +45,13 @@ def format_store_summary(d: StoreSummary) -> str:
                      f"{' sha256 ' + p['weights_sha256'][:12] if p.get('weights_sha256') else ''}")
         lines.append(f"  preprocess {p.get('preprocess')}")
         if m.index:
-            lines.append(f"  index {m.index.get('file')} ({m.index.get('type')}, {m.index.get('ntotal')} vectors)")
+            ix = m.index
+            how = "exact" if ix.get("exact", True) else (
+                f"approximate, recall@10 {ix.get('recall_at_10')} at {ix.get('search_params')}")
+            factory = f": {ix['factory']}" if ix.get("factory") else ""
+            lines.append(f"  index {ix.get('file')} ({ix.get('type')}{factory}, {ix.get('ntotal')} "
+                         f"vectors, {how}"
+                         + (f", {ix['bytes_per_vector']} bytes/vector" if "bytes_per_vector" in ix else "") + ")")
+    if d.verified:
+        lines.append(f"verified: {d.verified}")
     return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ from numbers import Integral
 from ..display import printable
 from ..errors import MedsearchError
 from ..options import is_real
+from ..storage.schema import DEFAULT_MAX_INDEX_MEMORY, RECALL_TARGET
 
 DEFAULT_MODEL = "clip-vit-b-32"
 # Smallest centre crop any encoder can tell images apart at; larger sizes are bounded by memory (check_memory).
@@ -61,8 +62,8 @@ class IndexOptions:
     batch_size: int = 64
     workers: int = default_workers()
     index_type: str = "auto"
-    recall_target: float = 0.95
-    max_memory: int = 1 << 30
+    recall_target: float = RECALL_TARGET
+    max_memory: int = DEFAULT_MAX_INDEX_MEMORY
     device: str = "cpu"
     commit_every: float = 300.0
     moved_from: str | None = None

@@ -14,9 +14,10 @@ import numpy as np
 
 from ..errors import MedsearchError
 from ..storage.embeddings import RowsView
-from ..storage.faiss_index import (RETRAIN_FACTOR, RECALL_TARGET, add_to_index, build_tuned_index, index_fingerprint,
+from ..storage.faiss_index import (RETRAIN_FACTOR, add_to_index, build_tuned_index, index_fingerprint,
                                    load_index, quality_attrs, remove_from_index, renumber_index, save_index)
 from ..storage.index_update import index_row_ids
+from ..storage.schema import DEFAULT_MAX_INDEX_MEMORY, RECALL_TARGET
 from ..storage.store import ModelData, StoreData
 from .log import log, warn
 
@@ -121,8 +122,6 @@ def _usable_index(out_dir: Path, m: ModelData, opts):
 
 def _default(attr: str):
     """What an index recorded before an attribute existed was made with."""
-    from ..storage.index_specs import DEFAULT_MAX_INDEX_MEMORY
-
     return {"index_recall_target": RECALL_TARGET, "index_max_memory": DEFAULT_MAX_INDEX_MEMORY}.get(attr)
 
 

@@ -10,11 +10,10 @@ import faiss
 import numpy as np
 
 from ..errors import MedsearchError
+from .schema import DEFAULT_MAX_INDEX_MEMORY, RECALL_TARGET
 
 FLAT = "Flat"
-RECALL_TARGET = 0.95              # recall@10 an approximate index is tuned to reach at build time
 RECALL_K = 10
-DEFAULT_MAX_INDEX_MEMORY = 1 << 30  # bytes; leaves a query process at 1M x 1280 room under 2 GB in all
 AUTO_FLAT_MAX_ROWS = 100_000      # exact search while it is fast enough
 HNSW_M = 32
 PQ_MAX_BYTES = 64                 # PQ code bytes per vector `auto` starts from (8-bit codes)

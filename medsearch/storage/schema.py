@@ -14,6 +14,8 @@ FINISHED = (EMBEDDED, ZERO_FILLED, SKIPPED)  # the states a journal part may rec
 STATE_NAMES = {PENDING: "pending", EMBEDDED: "embedded", ZERO_FILLED: "zero-filled", SKIPPED: "skipped"}
 TASKS = ("binary", "multiclass", "multilabel")
 LAYOUTS = ("folders", "csv", "npz")
+RECALL_TARGET = 0.95               # recall@10 an approximate index is tuned to reach at build time
+DEFAULT_MAX_INDEX_MEMORY = 1 << 30  # bytes; leaves a query process at 1M x 1280 room under 2 GB in all
 INDEX_ATTRS = ("index_file", "index_type", "index_sha256", "index_ntotal", "index_built")
 # More classes than any labelling scheme in use; a label column with this many values holds ids, not classes.
 MAX_LABEL_NAMES = 100_000

@@ -43,6 +43,12 @@ class StoreSummary(JsonResult):
     created: str | None
     updated: str | None
     models: dict[str, ModelSummary] = field(default_factory=dict)
+    format_version: int | None = None
+    segments: int | None = None       # format 2: live segment files
+    removed: int = 0                  # rows removed from the dataset, not yet compacted away
+    verified: str | None = None       # with verify: what was checked beyond the metadata
+
+    OMIT_WHEN_NONE = ("verified",)
 
 
 def _index_record(attrs: dict) -> dict:
@@ -53,9 +59,12 @@ def _index_record(attrs: dict) -> dict:
     return record
 
 
-def store_summary(index_dir: str) -> StoreSummary:
-    """Read and validate the store in ``index_dir`` and sum it up."""
+def store_summary(index_dir: str, *, verify: bool = False) -> StoreSummary:
+    """Read and validate the store in ``index_dir`` and sum it up. The metadata is validated whole on every
+    open; ``verify`` also reads every stored embedding (each must be finite) and hashes every index file whole
+    against its recorded sha256, which costs a read of the whole store."""
     data = read_store(index_dir)
+    verified = _verify(index_dir, data) if verify else None
     if data.task == "multilabel":
         counts = dict(zip(data.label_names, (int(c) for c in data.labels.sum(0))))
     else:
@@ -65,7 +74,30 @@ def store_summary(index_dir: str) -> StoreSummary:
         groups=len(set(data.groups)) if data.groups is not None else None,
         splits=dict(collections.Counter(data.splits)) if data.splits is not None else None,
         dataset_root=data.attrs.get("dataset_root"), created=data.attrs.get("created"),
-        updated=data.attrs.get("updated"), models={key: _model_summary(m) for key, m in data.models.items()})
+        updated=data.attrs.get("updated"), models={key: _model_summary(m) for key, m in data.models.items()},
+        format_version=data.attrs.get("format_version"),
+        segments=len(data.origin.manifest.segments) if data.origin is not None else None,
+        removed=int(data.is_removed().sum()), verified=verified)
+
+
+VERIFY_BLOCK_ROWS = 65_536  # embeddings read at a time by --verify
+
+
+def _verify(index_dir: str, data) -> str:
+    """Read every embedding (a non-finite value is refused where it is read) and hash every index file."""
+    from pathlib import Path
+
+    from .faiss_index import load_index
+
+    for key, m in data.models.items():
+        for start in range(0, len(data), VERIFY_BLOCK_ROWS):
+            m.embedding[start:start + VERIFY_BLOCK_ROWS]
+        a = m.attrs
+        if "index_file" in a:
+            load_index(Path(index_dir) / a["index_file"], dim=m.dim, ntotal=int(a["index_ntotal"]),
+                       fingerprint=a.get("index_fingerprint"), size=a.get("index_size"),
+                       sha256=a.get("index_sha256"), verify=True)
+    return "every embedding read and finite; every index file's sha256 equal to the one recorded"
 
 
 def _model_summary(m: ModelData) -> ModelSummary:

@@ -187,9 +187,21 @@ def _check_index_quality(where: str, a: dict) -> None:
     if not isinstance(a.get("index_exact", True), bool) or not isinstance(a.get("index_factory", ""), str):
         raise Damage(f"{where} index_exact / index_factory are {show(a.get('index_exact'))} / "
                      f"{show(a.get('index_factory'))}, not a flag and a name")
-    queries = a.get("index_tuning_queries", 0)
-    if not is_int(queries) or queries < 0:
-        raise Damage(f"{where} index_tuning_queries is {show(queries)}, not a count of rows")
+    for name in ("index_tuning_queries", "index_size", "index_filtered", "index_built_rows", "index_trained_rows"):
+        if not is_int(a.get(name, 0)) or a.get(name, 0) < 0:
+            raise Damage(f"{where} {name} is {show(a[name])}, not a count")
+    if a.get("index_filtered", 0) > a["index_ntotal"]:
+        raise Damage(f"{where} index_filtered is {a['index_filtered']}, more than the index holds ({a['index_ntotal']})")
+    if not is_int(a.get("index_max_memory", 1)) or a.get("index_max_memory", 1) < 1:
+        raise Damage(f"{where} index_max_memory is {show(a['index_max_memory'])}, not a number of bytes")
+    for name, low in (("index_recall_target", 0), ("index_bytes_per_vector", -1)):
+        v = a.get(name, 1.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low < v and (v <= 1 or name != "index_recall_target")) \
+                or not math.isfinite(v):
+            raise Damage(f"{where} {name} is {show(v)}, not a valid number")
+    for name in ("index_fingerprint", "index_spec"):
+        if not isinstance(a.get(name, ""), str):
+            raise Damage(f"{where} {name} is {show(a[name])}, not a string")
     try:
         params = json.loads(a.get("index_search_params", "{}"))
     except (TypeError, ValueError):

@@ -65,7 +65,7 @@ def test_new_images_are_appended(folder_dataset, tmp_path):
     _index(folder_dataset, out)
     before = read_store(out)
     (folder_dataset / "benign" / "benign_00.png").rename(folder_dataset / "benign" / "zz_new.png")
-    summary = _index(folder_dataset, out)
+    summary = _index(folder_dataset, out, auto_compact=False)
     after = read_store(out)
     assert len(after) == 25 and after.ids[:24] == before.ids
     assert summary.models["mobilenet-v2"].embedded_this_run == 1 and summary.changes.gone_from_dataset == 1
