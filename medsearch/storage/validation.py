@@ -57,7 +57,7 @@ def _check_rows(data: StoreData, n: int) -> None:
             continue
         if values is None or len(values) != n:
             raise Damage(f"rows/{name} holds {_count(values)} entries for {n} rows")
-        if any(not isinstance(v, str) for v in values):
+        if not all_strings(values):
             raise Damage(f"rows/{name} holds a value that is not a string")
     if not all(data.ids):
         raise Damage(f"rows/id is empty at row {data.ids.index('')} (row ids are non-empty)")
@@ -121,7 +121,7 @@ def _check_labels(labels: np.ndarray, task: str, n_labels: int, n: int) -> None:
 
 def _check_sha256(values: list[str]) -> None:
     """Each entry '' or 64 lowercase hex digits (checked in bulk, then located)."""
-    ok = all(len(v) in (0, 64) for v in values)
+    ok = set(map(len, values)) <= {0, 64}
     if ok:
         joined = "".join(values)
         ok = joined.isascii() and not joined.encode("ascii").translate(None, _HEX_DIGITS)
@@ -146,7 +146,7 @@ def _check_model(where: str, m: ModelData, n: int) -> None:
         row = int(np.argmax((state < PENDING) | (state > SKIPPED)))
         raise Damage(f"{where}/state holds {state[row]} at row {row} "
                       "(states are 0 pending, 1 embedded, 2 zero-filled, 3 skipped)")
-    if len(m.reason) != n or any(not isinstance(v, str) for v in m.reason):
+    if len(m.reason) != n or not all_strings(m.reason):
         raise Damage(f"{where}/reason holds {_count(m.reason)} entries for {n} rows, or a value that is not a string")
 
     check_model_attrs(where, m.attrs, shape[1], n)
@@ -259,6 +259,11 @@ def _check_provenance(where: str, raw, dim: int) -> None:
         raise Damage(f"{where} provenance weights_source is {show(prov['weights_source'])}, not a string")
     if prov.get("weights_sha256") is not None and not isinstance(prov["weights_sha256"], str):
         raise Damage(f"{where} provenance weights_sha256 is {show(prov['weights_sha256'])}, not a string")
+
+
+def all_strings(values) -> bool:
+    """Whether every value is a str (types collected at C speed: a million in milliseconds)."""
+    return all(issubclass(t, str) for t in set(map(type, values)))
 
 
 def is_int(v) -> bool:
