@@ -213,6 +213,7 @@ def commit(data, directory: Path) -> None:
     if manifest.to_json() == {**o.manifest.to_json(), "generation": manifest.generation} and new_file is None:
         return  # nothing changed
     write_manifest(directory, manifest)
+    remove_unlisted(directory, manifest)  # segments of a commit killed before its manifest
     if new_file is not None:
         o.files.append(new_file)
         for key, r in model_rows.items():
