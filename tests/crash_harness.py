@@ -95,3 +95,114 @@ def symlink_subset(src_root: Path, dest: Path, per_class: int) -> Path:
         for img in sorted(cls.iterdir())[:per_class]:
             os.symlink(img.resolve(), dest / cls.name / img.name)
     return dest
+
+
+# ---- crash points: SIGKILL at one exact file write (format 2) ---------------------------------------------
+# Every file medsearch writes goes through storage.atomic.atomic_path (segments, store.json, FAISS indexes,
+# journal parts, reports). The probe below numbers those writes, logs each one (file name and the medsearch
+# functions on the stack) and, at the chosen one, kills its own process with SIGKILL: before the write, with its
+# temporary file half written, or right after the rename. Run as
+#   python -m tests.crash_harness --log LOG [--crash-at N --phase P] [--tiny] -- MEDSEARCH ARGS...
+# A clean run with the probe (``install_write_probe`` in-process, crash_at=0) lists the writes to choose from.
+
+PHASES = ("before", "half", "after")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def install_write_probe(log: Path, crash_at: int = 0, phase: str = "after"):
+    """Replace atomic.atomic_path by a counting, logging one that SIGKILLs at write ``crash_at``; returns the
+    original, for a caller that wants to put it back."""
+    import contextlib
+    import json
+
+    from medsearch.storage import atomic
+
+    original = atomic.atomic_path
+    count = [0]
+
+    @contextlib.contextmanager
+    def probed(target):
+        count[0] += 1
+        n = count[0]
+        stack = _medsearch_stack()
+        with open(log, "a") as f:
+            f.write(json.dumps({"n": n, "file": Path(target).name, "stack": stack}) + "\n")
+        if n == crash_at and phase == "before":
+            _die()
+        with original(target) as tmp:
+            yield tmp
+            if n == crash_at and phase == "half":  # the temporary file is written, not yet renamed: cut it short
+                os.truncate(tmp, os.path.getsize(tmp) // 2)
+                _die()
+        if n == crash_at and phase == "after":
+            _die()
+
+    atomic.atomic_path = probed
+    return original
+
+
+def read_write_log(log: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+
+
+def _medsearch_stack() -> list[str]:
+    frame, names = sys._getframe(2), []
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("medsearch."):
+            names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def use_tiny_encoder() -> None:
+    """What the tests' ``tiny`` fixture does, for a child process: the TinyEncoder stands in for any --model."""
+    from types import SimpleNamespace
+
+    import medsearch.ingest.indexing as index_module
+    import medsearch.search.query as query_module
+    from tests.conftest import TinyEncoder
+
+    index_module.load_encoder = lambda *a, **k: TinyEncoder()
+    index_module.get_spec = lambda name: SimpleNamespace(preprocess=None)
+    index_module.preprocess_with = lambda *a, **k: TinyEncoder.preprocess
+    query_module.load_encoder = lambda *a, **k: TinyEncoder()
+
+
+def crash_run(args: list[str], log: Path, crash_at: int, phase: str, *, tiny: bool = True,
+              timeout: float = 120) -> subprocess.CompletedProcess:
+    """``medsearch ARGS`` in a child process killed at write ``crash_at`` (see above)."""
+    cmd = [sys.executable, "-m", "tests.crash_harness", "--log", str(log), "--crash-at", str(crash_at),
+           "--phase", phase, *(["--tiny"] if tiny else []), "--", *[str(a) for a in args]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tests.crash_harness")
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--crash-at", type=int, default=0)
+    parser.add_argument("--phase", choices=PHASES, default="after")
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+    args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    install_write_probe(Path(ns.log), ns.crash_at, ns.phase)
+    if ns.tiny:
+        use_tiny_encoder()
+    from medsearch.cli import main
+
+    main(args=args, prog_name="medsearch")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
