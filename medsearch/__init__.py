@@ -17,6 +17,7 @@ _HOMES = {
     "IndexSummary": "medsearch.ingest.index_summary",
     "load_encoder": "medsearch.ingest.encoders",
     "list_encoders": "medsearch.ingest.encoders",
+    "compact": "medsearch.ingest.compact",
     # storage: what a store holds
     "read_store": "medsearch.storage.store",
     "store_summary": "medsearch.storage.summary",

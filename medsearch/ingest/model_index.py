@@ -6,6 +6,7 @@ an approximate index has grown past RETRAIN_FACTOR times the rows it was built (
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from ..errors import MedsearchError
 from ..storage.embeddings import RowsView
 from ..storage.faiss_index import (RETRAIN_FACTOR, add_to_index, build_tuned_index, index_fingerprint,
                                    load_index, quality_attrs, remove_from_index, renumber_index, save_index)
+from ..storage.index_specs import resolve_index_type
 from ..storage.index_update import index_row_ids
 from ..storage.schema import DEFAULT_MAX_INDEX_MEMORY, RECALL_TARGET
 from ..storage.store import ModelData, StoreData
@@ -31,6 +33,10 @@ def refresh_index(out_dir: Path, data: StoreData, key: str, opts, embedded_now: 
     m = data.models[key]
     usable = m.usable()
     index = _usable_index(out_dir, m, opts)
+    if index is not None and _family_changed(m, opts, usable.size):
+        log(f"{key}: with {usable.size} rows `{opts.index_type}` means another kind of index than the stored "
+            f"{m.attrs.get('index_spec')}: rebuilding it")
+        index = None
     if index is None:
         _build(out_dir, m, key, usable, opts)
         return "built"
@@ -102,6 +108,15 @@ class _Options:
     index_type: str
     recall_target: float
     max_memory: int
+
+
+def _family_changed(m: ModelData, opts, n: int) -> bool:
+    """Whether `auto` now resolves to another kind of index (Flat, HNSW, IVF-PQ...) than the stored one, e.g. a
+    store grown past exact search's size or the memory budget; sizes within a kind (nlist) do not count."""
+    if str(opts.index_type).lower() != "auto" or not m.attrs.get("index_spec"):
+        return False
+    now = resolve_index_type("auto", n, m.dim, opts.max_memory)
+    return re.sub(r"\d+", "", now) != re.sub(r"\d+", "", m.attrs["index_spec"])
 
 
 def _usable_index(out_dir: Path, m: ModelData, opts):

@@ -143,3 +143,23 @@ def test_index_compacts_by_itself_when_much_is_dead(tmp_path, tiny):
     data = read_store(out)
     assert len(data) == 15 and data.removed is None and data.models["tiny"].index_is_current()
     assert len(list((out / "segments").iterdir())) == 1
+
+
+def test_auto_rebuilds_when_the_store_outgrows_its_kind_of_index(tmp_path, tiny, monkeypatch):
+    """`auto` kept in place while it means the same kind of index; past exact search's size it is rebuilt as
+    the approximate index `auto` now means (here with the size limit lowered to 45 rows)."""
+    import medsearch.storage.index_specs as specs
+
+    monkeypatch.setattr(specs, "AUTO_FLAT_MAX_ROWS", 45)
+    ds, out = _dataset(tmp_path / "ds"), tmp_path / "idx"
+    index_tiny(ds, out)
+    assert read_store(out).models["tiny"].attrs["index_spec"] == "Flat"
+    for i in range(20, 22):
+        make_image(ds / "benign" / f"benign_{i:02d}.png", 0, seed=700 + i)
+    index_tiny(ds, out)
+    assert read_store(out).models["tiny"].attrs["index_spec"] == "Flat"  # 42 rows: updated in place
+    for i in range(22, 30):
+        make_image(ds / "benign" / f"benign_{i:02d}.png", 0, seed=700 + i)
+    index_tiny(ds, out)
+    m = read_store(out).models["tiny"]
+    assert m.attrs["index_spec"] == "HNSW32" and m.attrs["index_ntotal"] == 50 and m.index_is_current()
