@@ -119,7 +119,9 @@ def _searcher(index_dir, key: str, m: ModelData, exact: bool):
     recall = m.attrs.get("index_recall_at_10", 1.0 if exact_index else None)
     recall = None if recall is None or math.isnan(recall) else float(recall)
     return index, SearchInfo(index_type=m.attrs.get("index_type", "flat"), factory=factory, exact=exact_index,
-                             recall_at_10=recall, search_params=json.loads(m.attrs.get("index_search_params", "{}")))
+                             recall_at_10=recall, search_params=json.loads(m.attrs.get("index_search_params", "{}")),
+                             recall_target=a.get("index_recall_target"),
+                             bytes_per_vector=a.get("index_bytes_per_vector"))
 
 
 def _check_index_current(key: str, m: ModelData) -> None:

@@ -40,13 +40,16 @@ class HeadOutput(JsonResult):
 class SearchInfo(JsonResult):
     """How the neighbours were found: the index type asked for (``index_type``) and the structure built
     (``factory``); ``exact`` search, or approximate with the ``recall_at_10`` measured when the index was built
-    (None where the store predates that record) at its ``search_params``."""
+    (None where the store predates that record) at its ``search_params``, tuned to ``recall_target``; the
+    index's size in ``bytes_per_vector`` (None where not recorded)."""
 
     index_type: str
     factory: str | None
     exact: bool
     recall_at_10: float | None
     search_params: dict = field(default_factory=dict)
+    recall_target: float | None = None
+    bytes_per_vector: float | None = None
 
 
 @dataclass
