@@ -206,7 +206,7 @@ def test_sigkill_at_a_write_of_compact(compaction_run, tmp_path, tiny, file, nth
     n = [e["n"] for e in run["events"] if e["file"].startswith(file)][nth - 1]
     out = tmp_path / "idx"
     shutil.copytree(run["base"], out)
-    proc = crash_run(["compact", out], tmp_path / "kill.log", n, phase)
+    proc = crash_run(["compact", out], tmp_path / "kill.log", n, phase, tiny=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-500:]
     assert len(read_store(out)) in (30, 36)  # opens: the old store, or the compacted one
     got = _answers(out, run["probes"])
@@ -424,5 +424,30 @@ def test_read_only_folder_compact_refused_and_reads_work(tmp_path, tiny):
         assert "cannot write" in res.output or "read-only" in res.output.lower(), res.output
         assert store_files(out) == before and _answers(out, probes) == answers
         assert run_cli("info", out).exit_code == 0
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_really_full_disk_during_compaction_keeps_the_store(tmp_path, tiny):
+    disk = tmp_path / "disk"
+    if not _tmpfs(disk):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        ds, base = _with_removed_rows(tmp_path)
+        out = disk / "idx"
+        shutil.copytree(base, out)
+        probes = _probes(ds)
+        before, answers = store_files(out), _answers(out, probes)
+        st = os.statvfs(disk)
+        with open(disk / "filler", "wb") as f:  # leave about 4 KiB: less than one segment
+            try:
+                f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - 4096))
+            except OSError:
+                pass
+        res = run_cli("compact", out)
+        error = [line for line in res.output.splitlines() if line.startswith("medsearch: error:")]
+        assert res.exit_code == 2 and len(error) == 1 and "disk full" in error[0], res.output  # progress lines aside
+        assert store_files(out) == before and _answers(out, probes) == answers
+        _no_temporaries(out)
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
