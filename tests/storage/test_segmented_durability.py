@@ -144,26 +144,27 @@ def test_sigkill_at_any_write_of_index_appending_rows(tmp_path, tiny):
         _listed_only(out)
 
 
-def _with_removed_rows(tmp_path):
-    """A store of 36 rows of which 6 were deleted from the dataset (still in the files, out of every search)."""
+def _with_removed_rows(tmp_path, removed=True):
+    """A store of 36 rows of which 6 were deleted from the dataset (still in the files, out of every search);
+    with ``removed`` False, a store of the 30 rows left."""
     ds = _add_images(tmp_path / "ds", 0, 18)
     out = tmp_path / "base"
-    index_tiny(ds, out)
+    if removed:
+        index_tiny(ds, out)
     for name in CLASSES:
         for i in (2, 5, 9):
             (ds / name / f"{name}_{i:02d}.png").unlink()
     index_tiny(ds, out, auto_compact=False)
-    assert read_store(out).is_removed().sum() == 6
+    assert read_store(out).is_removed().sum() == (6 if removed else 0)
     return ds, out
 
 
-@pytest.fixture(scope="module")
-def compaction_run(tmp_path_factory):
-    """A store with removed rows, its query answers, and an uninterrupted `compact` of a copy: the writes it
-    made (numbered), what it holds and answers after."""
+def _clean_compaction(root, format1=False):
+    """A store with removed rows (or, ``format1``, one without written back as format 1), its query answers, and an
+    uninterrupted `compact` of a copy: the writes it made (numbered), what it holds and answers after."""
+    from ..conftest import as_format1
     from ..crash_harness import use_tiny_encoder
 
-    root = tmp_path_factory.mktemp("compaction")
     with pytest.MonkeyPatch.context() as mp:
         import medsearch.ingest.indexing as index_module
         import medsearch.search.query as query_module
@@ -174,7 +175,9 @@ def compaction_run(tmp_path_factory):
                 if hasattr(module, name):
                     mp.setattr(module, name, getattr(module, name))
         use_tiny_encoder()
-        ds, base = _with_removed_rows(root)
+        ds, base = _with_removed_rows(root, removed=not format1)  # format 1 had no removed rows
+        if format1:
+            as_format1(base)
         probes = _probes(ds)
         before = _answers(base, probes)
         clean_dir = root / "clean"
@@ -185,6 +188,16 @@ def compaction_run(tmp_path_factory):
         after = _answers(clean_dir, probes)
     return dict(ds=ds, base=base, probes=probes, before=before, events=read_write_log(root / "clean.log"),
                 want=_snapshot(clean_dir), after=after)
+
+
+@pytest.fixture(scope="module")
+def compaction_run(tmp_path_factory):
+    return _clean_compaction(tmp_path_factory.mktemp("compaction"))
+
+
+@pytest.fixture(scope="module")
+def upgrade_run(tmp_path_factory):
+    return _clean_compaction(tmp_path_factory.mktemp("upgrade"), format1=True)
 
 
 # (file the write is to, which of the writes to that file, phase); compaction writes its segments, the manifest
@@ -201,7 +214,19 @@ INDEX_AFTER_SWAP = ("compaction swaps in the manifest of the renumbered rows, wi
     pytest.param(*k, marks=[pytest.mark.xfail(strict=True, reason=INDEX_AFTER_SWAP)] if k[0] != "seg-" else [])
     for k in COMPACT_KILLS], ids=[f"{f}{n}-{p}" for f, n, p in COMPACT_KILLS])
 def test_sigkill_at_a_write_of_compact(compaction_run, tmp_path, tiny, file, nth, phase):
-    run = compaction_run
+    _kill_compact_and_rerun(compaction_run, tmp_path, file, nth, phase)
+
+
+@pytest.mark.parametrize("file, nth, phase", [
+    pytest.param(*k, marks=[pytest.mark.xfail(strict=True, reason=INDEX_AFTER_SWAP)] if k[0] != "seg-" else [])
+    for k in COMPACT_KILLS], ids=[f"{f}{n}-{p}" for f, n, p in COMPACT_KILLS])
+def test_sigkill_while_compact_upgrades_a_format1_store(upgrade_run, tmp_path, tiny, file, nth, phase):
+    """The upgrade is atomic: killed before the manifest, the format-1 store.h5 answers as before."""
+    _kill_compact_and_rerun(upgrade_run, tmp_path, file, nth, phase)
+    assert not (tmp_path / "idx" / "store.h5").exists()
+
+
+def _kill_compact_and_rerun(run, tmp_path, file, nth, phase):
     assert run["after"] == run["before"] is not None and len(run["want"]["ids"]) == 30
     n = [e["n"] for e in run["events"] if e["file"].startswith(file)][nth - 1]
     out = tmp_path / "idx"
