@@ -38,9 +38,13 @@ def serve_cmd(index_dirs, host, port, token, max_upload_mb, device):
     if not is_loopback(host) and not token:
         raise MedsearchError(f"--host {host} makes the server reachable from other machines: give --token (or set "
                              "MEDSEARCH_TOKEN) so that only those who have it can search, or serve on 127.0.0.1")
-    import uvicorn
+    try:
+        import uvicorn
 
-    from ..serve import create_app
+        from ..serve import create_app
+    except ImportError as exc:
+        raise MedsearchError(f"serve needs the web packages ({exc.name} is missing): "
+                             "pip install 'medsearch[serve]'") from None
 
     hosts = ("127.0.0.1", "localhost", "::1", "[::1]")
     app = create_app(list(index_dirs), token=token, max_upload_bytes=int(max_upload_mb * 1e6), device=device,
