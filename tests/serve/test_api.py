@@ -151,3 +151,24 @@ def test_a_store_committed_while_serving_is_picked_up(tmp_path):
     after = c.get("/api/indexes/s").json()
     assert after["n_rows"] == 160 and after["generation"] != before["generation"]
     assert c.get("/api/indexes/s/case", params={"id": "img0155"}).status_code == 200
+
+
+def test_thumbnails_and_queries_of_an_npz_store(tmp_path):
+    """An .npz store (the demo's layout) has no image files: thumbnails come from its arrays."""
+    from fastapi.testclient import TestClient
+
+    from medsearch.demo import demo_file
+    from medsearch.ingest.indexing import index_dataset
+    from medsearch.serve import create_app
+
+    with np.load(demo_file("breastmnist"), allow_pickle=False) as z:
+        small = {f"{s}_{part}": z[f"{s}_{part}"][:n] for s, n in (("train", 12), ("val", 4), ("test", 4))
+                 for part in ("images", "labels")}
+    np.savez(tmp_path / "small.npz", **small)
+    index_dataset(str(tmp_path / "small.npz"), out=str(tmp_path / "idx"), models=(LITE0,), progress=False, workers=1)
+    c = TestClient(create_app([tmp_path / "idx"]), base_url="http://127.0.0.1")
+    res = c.get("/api/indexes/idx/thumbnail", params={"id": "test/0"})
+    assert res.status_code == 200
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(res.content)).convert("L")), small["test_images"][0])
+    got = c.get("/api/indexes/idx/search", params={"id": "test/0", "k": 3, "crop": "0,0,0.75,0.75"}).json()
+    assert len(got["neighbours"]) == 3 and got["self_ids"] == ["test/0"]
