@@ -1,11 +1,14 @@
 """`medsearch compact DIR`: rewrite a store without what no read uses any more: removed rows (their ids, file
 names and embeddings leave the files, as withdrawn consent requires), superseded versions of rows, and many
 small segments. Rows are renumbered, so each model's FAISS index is renumbered in place (Flat, IVF: after its
-removed rows were taken out) or rebuilt from the stored vectors (HNSW, which cannot drop rows). A format-1
+removed rows were taken out) or rebuilt from the stored vectors (HNSW, which cannot drop rows), and saved under
+a new file name before the store is swapped in. A format-1
 store is upgraded to format 2 on the way. ``index`` runs it by itself when dead entries pass COMPACT_SHARE.
 """
 from __future__ import annotations
 
+import glob
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +18,9 @@ import numpy as np
 from ..results import JsonResult
 from ..storage.compaction import compact_rows, dead_entries
 from ..storage.lock import WriterLock
-from ..storage.store import StoreData, commit_store, read_store
+from ..storage.store import StoreData, read_store
 from .log import log
-from .model_index import renumber_or_rebuild
+from .model_index import index_for_compaction
 
 COMPACT_SHARE = 0.10  # `index` compacts when dead entries exceed this share of the store's rows
 
@@ -48,20 +51,40 @@ def needs_compaction(data: StoreData) -> bool:
 
 
 def compact_open_store(out_dir: Path, data: StoreData) -> CompactSummary:
-    """Compact ``data`` (read from ``out_dir``, whose writer lock the caller holds)."""
+    """Compact ``data`` (read from ``out_dir``, whose writer lock the caller holds). Each index is first saved
+    in the new row numbers under a new file name; then one manifest swap switches store and indexes together;
+    then the old index files go. Killed at any moment, the store answers as before or as after."""
     t0 = time.perf_counter()
     before, segments_before = len(data), len(data.origin.manifest.segments) if data.origin else 1
     removed = int(data.is_removed().sum())
-    old_attrs = {key: dict(m.attrs) for key, m in data.models.items()}
+    generation = (data.origin.manifest.generation if data.origin else 0) + 1
     log(f"compacting '{out_dir}': {before} rows, {removed} removed, {segments_before} segments")
-    keep = compact_rows(data, out_dir)
+    _remove_unrecorded_index_files(out_dir, data)
+    keep = np.flatnonzero(~data.is_removed())
     old_to_new = np.full(before, -1, dtype=np.int64)
     old_to_new[keep] = np.arange(keep.size)
-    outcome = {key: renumber_or_rebuild(out_dir, data, key, old_attrs[key], old_to_new) for key in data.models}
-    commit_store(data, out_dir)
+    old_files = {key: m.attrs.get("index_file") for key, m in data.models.items()}
+    outcome, records = {}, {}
+    for key in data.models:
+        outcome[key], records[key] = index_for_compaction(out_dir, data, key, old_to_new,
+                                                          f"{key}.g{generation}.faiss")
+    compact_rows(data, out_dir, {k: r for k, r in records.items() if r})
+    for key, name in old_files.items():
+        if name and name != data.models[key].attrs.get("index_file"):
+            (out_dir / name).unlink(missing_ok=True)
     summary = CompactSummary(store=str(out_dir), rows_before=before, rows_after=len(data), removed_rows_dropped=removed,
                              segments_before=segments_before, segments_after=len(data.origin.manifest.segments),
                              seconds=round(time.perf_counter() - t0, 2), indexes=outcome)
     log(f"compacted: {summary.rows_after} rows in {summary.segments_after} segments, indexes "
         f"{', '.join(f'{k} {v}' for k, v in outcome.items()) or 'none'} ({summary.seconds} s)")
     return summary
+
+
+def _remove_unrecorded_index_files(out_dir: Path, data: StoreData) -> None:
+    """Index files a compaction killed before its manifest swap left behind (``<key>.g<N>.faiss`` that no model
+    records)."""
+    for key, m in data.models.items():
+        pattern = re.compile(re.escape(key) + r"\.g[0-9]+\.faiss")
+        for path in out_dir.glob(f"{glob.escape(key)}.g*.faiss"):
+            if pattern.fullmatch(path.name) and path.name != m.attrs.get("index_file"):
+                path.unlink(missing_ok=True)

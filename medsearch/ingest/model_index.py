@@ -23,7 +23,7 @@ from ..storage.schema import DEFAULT_MAX_INDEX_MEMORY, RECALL_TARGET
 from ..storage.store import ModelData, StoreData
 from .log import log, warn
 
-__all__ = ["refresh_index", "renumber_or_rebuild"]
+__all__ = ["refresh_index", "index_for_compaction"]
 
 TUNING_ATTRS = ("index_type", "index_recall_target", "index_max_memory")
 
@@ -74,31 +74,36 @@ def refresh_index(out_dir: Path, data: StoreData, key: str, opts, embedded_now: 
     return "updated"
 
 
-def renumber_or_rebuild(out_dir: Path, data: StoreData, key: str, old_attrs: dict, old_to_new: np.ndarray) -> str:
-    """After a compaction renumbered the rows: give the model's index (described by ``old_attrs``) the new row
-    numbers in place, or rebuild it with the options it was made with; returns 'renumbered', 'rebuilt' or
-    'none' (the model had no index)."""
+def index_for_compaction(out_dir: Path, data: StoreData, key: str, old_to_new: np.ndarray,
+                         index_file: str) -> tuple[str, dict]:
+    """Before a compaction swaps its store in: the model's index in the new row numbers, saved as
+    ``index_file`` (a new name: the old file serves readers of the old store until the swap), and the index
+    attributes to record with it. Flat and IVF indexes are renumbered in place; others (HNSW, which cannot drop
+    removed rows), and a missing or damaged index, are built from the stored vectors. Returns ('renumbered' |
+    'rebuilt' | 'none', attributes)."""
     m = data.models[key]
-    if "index_file" not in old_attrs:
-        return "none"
-    opts = _Options(old_attrs.get("index_type", "auto"), old_attrs.get("index_recall_target", RECALL_TARGET),
-                    old_attrs.get("index_max_memory", _default("index_max_memory")))
+    old = dict(m.attrs)
+    if "index_file" not in old:
+        return "none", {}
     index = None
     try:
-        index = load_index(out_dir / old_attrs["index_file"], dim=m.dim, ntotal=int(old_attrs["index_ntotal"]),
-                           fingerprint=old_attrs.get("index_fingerprint"), size=old_attrs.get("index_size"),
-                           sha256=old_attrs.get("index_sha256"))
+        index = load_index(out_dir / old["index_file"], dim=m.dim, ntotal=int(old["index_ntotal"]),
+                           fingerprint=old.get("index_fingerprint"), size=old.get("index_size"),
+                           sha256=old.get("index_sha256"))
     except MedsearchError as exc:
         warn(f"{exc}; rebuilding it")
     held = index_row_ids(index) if index is not None else None
+    probe = ModelData(m.embedding, m.state, m.reason, {k: v for k, v in old.items() if k.startswith("index_")})
     if held is not None:
         gone = held[old_to_new[held] < 0]
         if (not gone.size or remove_from_index(index, gone)) and renumber_index(index, old_to_new):
-            m.attrs.update({k: v for k, v in old_attrs.items() if k.startswith("index_")})
-            _save(out_dir, m, key, index, filtered=0)
-            return "renumbered"
-    _build(out_dir, m, key, m.usable(), opts)
-    return "rebuilt"
+            _save(out_dir, probe, key, index, filtered=0, index_file=index_file)
+            return "renumbered", probe.attrs
+    opts = _Options(old.get("index_type", "auto"), old.get("index_recall_target", RECALL_TARGET),
+                    old.get("index_max_memory", DEFAULT_MAX_INDEX_MEMORY))
+    usable = m.usable()
+    _build(out_dir, probe, key, usable, opts, row_ids=old_to_new[usable], index_file=index_file)
+    return "rebuilt", probe.attrs
 
 
 @dataclass
@@ -140,16 +145,20 @@ def _default(attr: str):
     return {"index_recall_target": RECALL_TARGET, "index_max_memory": DEFAULT_MAX_INDEX_MEMORY}.get(attr)
 
 
-def _build(out_dir: Path, m: ModelData, key: str, usable: np.ndarray, opts) -> None:
-    """Build, tune and save the model's index; record it, and how exact its answers are, in the store."""
-    index, quality = build_tuned_index(RowsView(m.embedding, usable), usable, opts.index_type,
+def _build(out_dir: Path, m: ModelData, key: str, usable: np.ndarray, opts, *, row_ids=None,
+           index_file: str | None = None) -> None:
+    """Build, tune and save the model's index of rows ``usable`` (under FAISS ids ``row_ids``, default the
+    rows themselves); record it, and how exact its answers are, in the model's attributes."""
+    ids = usable if row_ids is None else row_ids
+    index_file = index_file or m.attrs.get("index_file")  # a rebuild keeps the file name the store records
+    index, quality = build_tuned_index(RowsView(m.embedding, usable), ids, opts.index_type,
                                        recall_target=opts.recall_target, max_memory=opts.max_memory)
     for attr in [a for a in m.attrs if a.startswith("index_")]:
         del m.attrs[attr]
     m.attrs.update({"index_type": opts.index_type, "index_max_memory": int(opts.max_memory),
                     "index_built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "index_built_rows": int(usable.size)})
     m.attrs.update(quality_attrs(quality, index))
-    _save(out_dir, m, key, index, filtered=0)
+    _save(out_dir, m, key, index, filtered=0, index_file=index_file)
     if quality.exact:
         return
     params = ", ".join(f"{k} {v}" for k, v in quality.search_params.items()) or "no search parameter to tune"
@@ -162,8 +171,8 @@ def _build(out_dir: Path, m: ModelData, key: str, usable: np.ndarray, opts) -> N
              "rebuild with another --index-type (flat, or HNSW32) or a larger --max-memory")
 
 
-def _save(out_dir: Path, m: ModelData, key: str, index, *, filtered: int) -> None:
-    index_file = f"{key}.faiss"
+def _save(out_dir: Path, m: ModelData, key: str, index, *, filtered: int, index_file: str | None = None) -> None:
+    index_file = index_file or m.attrs.get("index_file") or f"{key}.faiss"
     path = out_dir / index_file
     sha = save_index(index, path)
     size = path.stat().st_size

@@ -2,8 +2,9 @@
 - ``merge_tail`` (after every commit): when more than MAX_TAIL small segments sit at the newest end, merge them
   into one, later entries winning; row numbers do not change, so the FAISS index is untouched.
 - ``compact_rows`` (``medsearch compact``, or ``index`` when much is dead): rewrite the whole store without the
-  removed rows and without superseded entries. Rows are renumbered, so the caller renumbers (or rebuilds) the
-  index; the index attributes are dropped from the rewritten store until it has.
+  removed rows and without superseded entries. Rows are renumbered, so the caller first saves each index in the
+  new numbering under a new file name, and the rewritten store records it: store and index change together, at
+  the one rename of the manifest.
 """
 from __future__ import annotations
 
@@ -92,9 +93,10 @@ def dead_entries(data) -> int:
     return max(0, row_entries - len(data)) + max(0, model_entries - live_models) + removed
 
 
-def compact_rows(data, directory: Path) -> np.ndarray:
+def compact_rows(data, directory: Path, index_attrs: dict[str, dict] | None = None) -> np.ndarray:
     """Rewrite the store without its removed rows; returns the old row numbers kept, in order (new row i was
-    old row ``keep[i]``). The index attributes are dropped: the caller renumbers or rebuilds the index."""
+    old row ``keep[i]``). Each model's index record is replaced by ``index_attrs[key]`` (an index the caller
+    saved in the new row numbers, under a new file name) or dropped."""
     keep = np.flatnonzero(~data.is_removed())
     take = keep.tolist()
     data.ids = [data.ids[r] for r in take]
@@ -113,5 +115,7 @@ def compact_rows(data, directory: Path) -> np.ndarray:
         m.reason = [m.reason[r] for r in take]
         for attr in [a for a in m.attrs if a.startswith("index_")]:
             del m.attrs[attr]
+    for key, attrs in (index_attrs or {}).items():
+        data.models[key].attrs.update(attrs)
     write_whole(data, directory)
     return keep

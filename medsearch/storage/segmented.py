@@ -46,14 +46,18 @@ class Origin:
 def read_segmented(directory: Path):
     """The store's metadata, validated whole, with lazy embeddings. A compaction may replace the segments
     between reading the manifest and opening them: then the manifest is read again."""
+    missing = None
     for _ in range(5):
         manifest = read_manifest(manifest_path(directory))
+        if missing is not None and missing[0] == manifest.generation:
+            raise Damage(f"{MANIFEST_FILE} lists the segment {missing[1]}, which is missing")
         files: list[SegmentFile] = []
         try:
             for entry in manifest.segments:
                 files.append(SegmentFile(segment_path(directory, entry.file)))
         except FileNotFoundError:
             _close(files)
+            missing = (manifest.generation, manifest.segments[len(files)].file)
             continue
         except BaseException:
             _close(files)

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import hdf5_fields as fields
 from .atomic import atomic_write_bytes
-from .validation import Damage, printable_key
+from .validation import Damage, first_line, printable_key
 
 SEGMENT_FORMAT = "medsearch-segment"
 SEGMENTS_DIR = "segments"
@@ -102,7 +102,12 @@ class SegmentFile:
     def __init__(self, path: Path):
         self.path = path
         self.name = path.name
-        self.file = h5py.File(path, "r")
+        try:
+            self.file = h5py.File(path, "r")
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise Damage(f"segment {self.name} is not a readable HDF5 file ({first_line(exc)})") from None
         if fields.plain_attr(self.file.attrs.get("format")) != SEGMENT_FORMAT:
             raise Damage(f"{self.name} is not a medsearch segment")
 
