@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -45,8 +46,9 @@ def array_to_image(arr: np.ndarray) -> Image.Image:
     return to_rgb(Image.fromarray(arr))
 
 
-def load_image(path: str | os.PathLike, *, draft_size: int | None = None) -> Image.Image:
-    """Open ``path`` and return a fully decoded RGB image.
+def load_image(path: str | os.PathLike | BinaryIO, *, draft_size: int | None = None) -> Image.Image:
+    """Open ``path`` (a file path, or a binary file object such as an upload held in memory) and return a
+    fully decoded RGB image, with the same guards either way.
 
     ``draft_size``: the smallest side the caller needs; JPEGs are then decoded at the smallest
     DCT scale that still gives at least that many pixels on each side.

@@ -37,10 +37,10 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
     _check_options(images, options)
     data = read_store(index_dir)
     key, m = data.model(options.model)
-    linear_head = _load_head(options.head, index_dir, data, key, m) if options.head else None
-    _check_index_current(key, m)
+    linear_head = load_saved_head(options.head, index_dir, data, key, m) if options.head else None
+    check_index_current(key, m)
     encoder = encoder_for(m, device=options.device)
-    faiss_index, how = _searcher(index_dir, key, m, options.exact)
+    faiss_index, how = searcher(index_dir, key, m, options.exact)
     batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
     excluded = _rows_of_ids(data, options.exclude_ids)
@@ -52,14 +52,14 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
         result = _result(data, key, path, keep, own_rows[qi], options)
         result.search = how
         if linear_head is not None:
-            result.head = _head_output(linear_head, queries[qi:qi + 1])
+            result.head = head_output(linear_head, queries[qi:qi + 1])
         results.append(result)
     return results
 
 
 def _result(data: StoreData, key: str, path: str, keep: list, own: set[int], options: QueryOptions) -> QueryResult:
     """One query's result from the (similarity, row) pairs it keeps, nearest first."""
-    neighbours = [_neighbour(data, rank, int(r), float(s)) for rank, (s, r) in enumerate(keep, 1)]
+    neighbours = [neighbour(data, rank, int(r), float(s)) for rank, (s, r) in enumerate(keep, 1)]
     return QueryResult(query=path, model=key, excluded_self=bool(own), self_ids=[data.ids[r] for r in sorted(own)],
                        excluded_ids=list(options.exclude_ids), neighbours=neighbours,
                        vote=labelled_vote_shares(data, [r for _, r in keep], [s for s, _ in keep], options.weighting))
@@ -71,7 +71,7 @@ def _search_without_self(data: StoreData, m: ModelData, index, how: SearchInfo, 
     excluded rows are left out. Own rows are looked for among the candidates, not over the whole store."""
     params = {} if how.exact else dict(how.search_params or {})
     read_rows = (lambda rows: np.asarray(m.embedding[rows], dtype=np.float32))
-    hidden = _hidden_rows(m, index)
+    hidden = hidden_rows(m, index)
     extra = len(excluded) + OWN_ROWS_ROOM
     while True:
         sims, rows = search(index, queries, options.k + extra, params=params, read_rows=read_rows,
@@ -83,7 +83,7 @@ def _search_without_self(data: StoreData, m: ModelData, index, how: SearchInfo, 
         extra *= 4  # a query with many stored copies of itself: look further
 
 
-def _hidden_rows(m: ModelData, index):
+def hidden_rows(m: ModelData, index):
     """Rows the index still holds but no search may return: removed rows inside an HNSW graph."""
     if not int(m.attrs.get("index_filtered", 0)):
         return None
@@ -102,7 +102,7 @@ def _check_options(images: list[str], options: QueryOptions) -> None:
         raise MedsearchError(f"unknown --weighting {options.weighting!r}; use one of {', '.join(knn.WEIGHTS)}")
 
 
-def _searcher(index_dir, key: str, m: ModelData, exact: bool):
+def searcher(index_dir, key: str, m: ModelData, exact: bool):
     """The index to search and what it is: the model's saved index, or with ``exact`` a flat index over the
     stored vectors of the rows the saved index holds (the same rows, answered exactly)."""
     if exact:
@@ -124,7 +124,7 @@ def _searcher(index_dir, key: str, m: ModelData, exact: bool):
                              bytes_per_vector=a.get("index_bytes_per_vector"))
 
 
-def _check_index_current(key: str, m: ModelData) -> None:
+def check_index_current(key: str, m: ModelData) -> None:
     """The FAISS index must hold exactly the rows the store can return; an interrupted `index` run can leave
     embeddings (or changed files) that the index does not have yet."""
     usable = int(m.usable().size)
@@ -184,7 +184,7 @@ def _own_rows(data: StoreData, images: list[str], candidates: np.ndarray) -> lis
     return own
 
 
-def _neighbour(data: StoreData, rank: int, row: int, sim: float) -> Neighbour:
+def neighbour(data: StoreData, rank: int, row: int, sim: float) -> Neighbour:
     return Neighbour(rank=rank, row=row, id=data.ids[row], labels=data.labels_of(row), similarity=round(sim, 4),
                      source=data.sources[row], group=data.groups[row] if data.groups is not None else None)
 
@@ -202,7 +202,7 @@ def _named(data: StoreData, values) -> dict[str, float]:
     return {name: round(float(v), 4) for name, v in zip(data.label_names, values)}
 
 
-def _load_head(path: str, index_dir, data: StoreData, key: str, m: ModelData):
+def load_saved_head(path: str, index_dir, data: StoreData, key: str, m: ModelData):
     """The saved head at ``path``, refused unless it was trained on this store's classes (by name, in order),
     task, model key, embedding dimension and encoder."""
     from ..evaluation.heads import load_head  # only needed when a head is asked for
@@ -225,9 +225,9 @@ def _load_head(path: str, index_dir, data: StoreData, key: str, m: ModelData):
                          f"{model_flag} --save-head {head.name}`)")
 
 
-def _head_output(head, vector: np.ndarray) -> HeadOutput:
+def head_output(head, vector: np.ndarray) -> HeadOutput:
     """Class probabilities of an lr head; decision scores (> 0: that class) of a linear-svc head.
-    Named by the head's own class names (checked equal to the store's by _load_head)."""
+    Named by the head's own class names (checked equal to the store's by load_saved_head)."""
     names = head.label_names
     if head.name == "lr":
         probabilities = head.predict_proba(vector)[0]

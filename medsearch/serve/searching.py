@@ -152,7 +152,7 @@ def _excluded_rows(snap, m, index, key, req, own, groups) -> np.ndarray:
     """Rows no answer may hold: the query's own copies, its patient's rows, rows the filters drop, and removed
     rows an HNSW graph still holds."""
     from ..evaluation.fusion import is_fused
-    from ..search.query import _hidden_rows
+    from ..search.query import hidden_rows
 
     data = snap.data
     drop = np.zeros(len(data), dtype=bool)
@@ -161,7 +161,7 @@ def _excluded_rows(snap, m, index, key, req, own, groups) -> np.ndarray:
         drop[snap.rows_of_group[g]] = True
     if req.labels or req.splits:
         drop |= ~filter_mask(snap, req.labels, req.splits)
-    hidden = None if is_fused(key) else _hidden_rows(m, index)
+    hidden = None if is_fused(key) else hidden_rows(m, index)
     rows = np.flatnonzero(drop)
     return rows if hidden is None else np.union1d(rows, hidden)
 
@@ -187,16 +187,16 @@ def _search(index, how, m, vector, k, excluded):
 
 
 def _result(svc, snap, key, m, name, keep, own, vector, req) -> QueryResult:
-    from ..search.query import _head_output, _neighbour, labelled_vote_shares
+    from ..search.query import head_output, neighbour, labelled_vote_shares
 
     data = snap.data
-    neighbours = [_neighbour(data, rank, r, s) for rank, (s, r) in enumerate(keep, 1)]
+    neighbours = [neighbour(data, rank, r, s) for rank, (s, r) in enumerate(keep, 1)]
     result = QueryResult(query=name, model=key, excluded_self=bool(own), self_ids=[data.ids[r] for r in sorted(own)],
                          excluded_ids=[], neighbours=neighbours,
                          vote=labelled_vote_shares(data, [r for _, r in keep], [s for s, _ in keep], req.weighting))
     head = svc.head(snap, key, m)
     if head is not None:
-        result.head = _head_output(head, vector)
+        result.head = head_output(head, vector)
     return result
 
 

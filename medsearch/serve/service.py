@@ -108,13 +108,13 @@ class IndexService:
     def searcher(self, snap: Snapshot, key: str, m: ModelData):
         """The FAISS index of a stored model and its SearchInfo (a flat index over a fusion's vectors)."""
         from ..evaluation.fusion import is_fused
-        from ..search.query import _check_index_current, _searcher
+        from ..search.query import check_index_current, searcher
 
         def load():
             if is_fused(key):
-                return _searcher(self.directory, key, m, True)
-            _check_index_current(key, m)
-            return _searcher(self.directory, key, m, False)
+                return searcher(self.directory, key, m, True)
+            check_index_current(key, m)
+            return searcher(self.directory, key, m, False)
         return self._cached((snap.generation, "index", key), load)
 
     def encoder(self, m: ModelData):
@@ -131,14 +131,14 @@ class IndexService:
         """The head `eval --save-head` saved for this model (INDEX/heads/<model>-<head>.npz: lr first), if one
         fits this store; None otherwise."""
         def load():
-            from ..search.query import _load_head
+            from ..search.query import load_saved_head
 
             folder = self.directory / "heads"
             for name in ("lr", "linear-svc"):
                 path = folder / f"{key}-{name}.npz"
                 if path.is_file():
                     try:
-                        return _load_head(str(path), self.directory, snap.data, key, m)
+                        return load_saved_head(str(path), self.directory, snap.data, key, m)
                     except MedsearchError:
                         continue
             return None
