@@ -186,15 +186,6 @@ def _listed_twice(raw):
 
 
 M = f"models/{KEY}"
-MISSING_SEGMENT = ("a listed segment that is missing is taken for a compaction in progress: read_segmented "
-                   "(storage/segmented.py) retries five times on FileNotFoundError and then says 'the store ... "
-                   "changed five times while being opened (another process is compacting it): try again', "
-                   "naming neither the missing file nor the damage; it should re-read the manifest and, when the "
-                   "same manifest still lists the file, say that segments/<file> is missing")
-NOT_HDF5 = ("a segment that is not HDF5 is refused as \"'.../store.json' is damaged (OSError: Unable to "
-            "synchronously open file (file signature not found))\": the message does not name the segment file "
-            "(SegmentFile.__init__ in storage/segments.py lets h5py's OSError through to read_store)")
-
 # (case id, damage, a fragment the one-line message must hold)
 CASES = [
     # the manifest as text and as JSON
@@ -232,10 +223,8 @@ CASES = [
     ("segment-listed-twice", _manifest(_listed_twice), "twice"),
     ("segment-counts-negative", _manifest(_set("segments", 0, "rows", -1)), "counts"),
     ("segment-counts-unknown-model", _manifest(_set("segments", 0, "models", {"other-model": 3})), "counts"),
-    pytest.param("segment-missing", _missing_segment, "segments/seg-",
-                 marks=pytest.mark.xfail(strict=True, reason=MISSING_SEGMENT), id="segment-missing"),
-    pytest.param("segment-not-hdf5", _not_hdf5, "seg-", marks=pytest.mark.xfail(strict=True, reason=NOT_HDF5),
-                 id="segment-not-hdf5"),
+    ("segment-missing", _missing_segment, "segment seg-000000003.h5, which is missing"),
+    ("segment-not-hdf5", _not_hdf5, "seg-000000003.h5"),
     ("segment-foreign-hdf5", _segment("model", lambda f: f.attrs.__setitem__("format", "other")),
      "not a medsearch segment"),
     # each model's attributes in the manifest
@@ -315,11 +304,7 @@ def _damaged_copy(built, tmp_path, damage):
     return ds, copy
 
 
-def _case(c):
-    return c if hasattr(c, "marks") else pytest.param(*c, id=c[0])
-
-
-@pytest.mark.parametrize("name, damage, fragment", [_case(c) for c in CASES])
+@pytest.mark.parametrize("name, damage, fragment", [pytest.param(*c, id=c[0]) for c in CASES])
 def test_damaged_store_is_refused_with_one_line(built, tmp_path, name, damage, fragment):
     ds, store = _damaged_copy(built, tmp_path, damage)
     for command, args in _commands(ds, store).items():
