@@ -59,7 +59,7 @@ def compact_open_store(out_dir: Path, data: StoreData) -> CompactSummary:
     removed = int(data.is_removed().sum())
     generation = (data.origin.manifest.generation if data.origin else 0) + 1
     log(f"compacting '{out_dir}': {before} rows, {removed} removed, {segments_before} segments")
-    _remove_unrecorded_index_files(out_dir, data)
+    remove_leftover_index_files(out_dir, data)
     keep = np.flatnonzero(~data.is_removed())
     old_to_new = np.full(before, -1, dtype=np.int64)
     old_to_new[keep] = np.arange(keep.size)
@@ -80,11 +80,11 @@ def compact_open_store(out_dir: Path, data: StoreData) -> CompactSummary:
     return summary
 
 
-def _remove_unrecorded_index_files(out_dir: Path, data: StoreData) -> None:
-    """Index files a compaction killed before its manifest swap left behind (``<key>.g<N>.faiss`` that no model
-    records)."""
+def remove_leftover_index_files(out_dir: Path, data: StoreData) -> None:
+    """Index files a killed compaction left behind: ``<key>.faiss`` or ``<key>.g<N>.faiss`` that the model does
+    not record (saved before its manifest swap, or replaced by it), and their temporary files."""
     for key, m in data.models.items():
-        pattern = re.compile(re.escape(key) + r"\.g[0-9]+\.faiss")
-        for path in out_dir.glob(f"{glob.escape(key)}.g*.faiss"):
+        pattern = re.compile(r"\.?" + re.escape(key) + r"(\.g[0-9]+)?\.faiss(\.tmp-[0-9]+)?")
+        for path in out_dir.glob(f"*{glob.escape(key)}*.faiss*"):
             if pattern.fullmatch(path.name) and path.name != m.attrs.get("index_file"):
                 path.unlink(missing_ok=True)

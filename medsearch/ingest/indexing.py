@@ -29,7 +29,7 @@ from .embed import embed_rows
 from .encoders import get_spec, load_encoder, preprocess_with
 from .index_options import IndexOptions, check_memory
 from .index_summary import EXAMPLES_SHOWN, REPORT_FILE, IndexSummary, ModelIndexSummary, model_index_summary
-from .compact import compact_open_store, needs_compaction
+from .compact import compact_open_store, needs_compaction, remove_leftover_index_files
 from .log import log
 from .model_index import refresh_index
 from .reconcile import open_store, reconcile
@@ -58,6 +58,7 @@ def index_dataset(dataset: str, options: IndexOptions | None = None, **overrides
                            dropped_manifest_rows=[{"id": rid, "reason": why} for rid, why in ds.dropped])
     with WriterLock(out_dir):
         data = open_store(out_dir, ds, opts.moved_from)
+        remove_leftover_index_files(out_dir, data)  # of a run killed while it saved an index
         _log_dataset(ds, out_dir)
         row_of, summary.changes = reconcile(out_dir, data, ds, opts)
         summary.duplicates = file_duplicates(data, row_of)

@@ -325,6 +325,8 @@ def remove_unlisted(directory: Path, manifest: Manifest) -> None:
         if path.name not in listed and (path.name.startswith("seg-") or path.name.startswith(".seg-")):
             path.unlink(missing_ok=True)
     (directory / STORE_FILE).unlink(missing_ok=True)
+    for path in directory.glob(f".{MANIFEST_FILE}.tmp-*"):  # a manifest write killed half way
+        path.unlink(missing_ok=True)
 
 
 def rebase(data, directory: Path) -> None:
