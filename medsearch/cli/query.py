@@ -32,12 +32,23 @@ DEFAULTS = QueryOptions()
 @click.option("--exact", is_flag=True, default=DEFAULTS.exact,
               help="Search the stored vectors exactly, even where the store's index is approximate.")
 @click.option("--json", "as_json", is_flag=True)
-def query_cmd(images, index_dir, include_self, as_json, **kwargs):
+@click.option("--gallery", type=click.Path(dir_okay=False), default=None,
+              help="Also draw a contact sheet (each query, its neighbours, labels, similarity) to this PNG.")
+def query_cmd(images, index_dir, include_self, as_json, gallery, **kwargs):
     """Print the k most similar stored cases of each IMAGE with their labels and the k-NN vote."""
     from ..search.query import query
 
     options = QueryOptions(exclude_self=not include_self, **kwargs)
+    if gallery:
+        from ..search.gallery import check_gallery_path, write_gallery
+        from ..storage.store import read_store
+
+        check_gallery_path(gallery)
     results = query(list(images), index_dir=index_dir, options=options)
+    if gallery:
+
+        width, height = write_gallery(results, read_store(index_dir), gallery)
+        click.echo(f"wrote the contact sheet {printable(gallery)} ({width}x{height})", err=True)
     emit([r.to_json() for r in results], as_json, format_query_results(results))
 
 
