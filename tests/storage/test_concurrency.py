@@ -1,6 +1,7 @@
 """A reader while `index` commits sees whole snapshots; a second writer on the same store is refused. On format 2
 a reader keeps the snapshot it opened while a writer commits, merges the tail and compacts (deleting the
 segments it has open), and a reader opening during a compaction retries."""
+import json
 import os
 import subprocess
 import sys
@@ -191,7 +192,11 @@ def test_a_reader_gives_up_with_one_line_when_the_store_keeps_changing(tmp_path,
     ds, out = _tiny_dataset(tmp_path / "ds", 0, 3), tmp_path / "idx"
     index_tiny(ds, out)
 
-    def always_gone(path, *a, **k):
+    def always_gone(path, *a, **k):  # every time it opens a segment, another compaction has just swapped the manifest
+        manifest = out / "store.json"
+        raw = json.loads(manifest.read_text())
+        raw["generation"] += 1
+        manifest.write_text(json.dumps(raw))
         raise FileNotFoundError(2, "No such file or directory", str(path))
 
     monkeypatch.setattr(segmented, "SegmentFile", always_gone)
