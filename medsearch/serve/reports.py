@@ -61,4 +61,15 @@ def report_view(index_dir: Path, name: str) -> dict:
     return {"name": name, "columns": [c.replace("@10", f"@{k}") for c in COLUMNS], "rows": table_rows(results),
             "roc_models": [m for m in results.get("models", {}) if (folder / f"roc-{model_key(m)}.png").is_file()],
             "notes": results.get("notes", []), "config": results.get("config", {}),
-            "store": results.get("store", {})}
+            "store": results.get("store", {}), "split": _split_line(results.get("split") or {})}
+
+
+def _split_line(split: dict) -> str:
+    """How the report's cases were split, with how many were tested: the AUCs' CIs rest on the test cases."""
+    rounds = split.get("rounds") or []
+    n_test, n_train = sum(r.get("n_test", 0) for r in rounds), sum(r.get("n_train", 0) for r in rounds)
+    if not rounds:
+        return split.get("description", "")
+    counts = (f"{n_train} training and {n_test} test cases" if len(rounds) == 1
+              else f"{len(rounds)} rounds, {n_test} test cases in all")
+    return f"{split.get('description', split.get('mode', 'split'))}: {counts}"

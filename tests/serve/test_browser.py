@@ -169,6 +169,7 @@ def test_eval_page(page):
         page.click("#nav-eval")
     rows = page.eval_on_selector_all("#eval-table tbody tr", "els => els.map((e) => e.dataset.model)")
     assert set(rows) == set(MODELS)
+    assert "40 training and 8 test cases" in page.inner_text("#eval-split")  # what the CIs rest on
     page.wait_for_function("[...document.querySelectorAll('.roc-image')].every((i) => i.complete)")
     assert sorted(page.eval_on_selector_all(".roc-image", "els => els.map((e) => e.dataset.model)")) == sorted(MODELS)
     assert all(images_loaded(page, ".roc-image"))
