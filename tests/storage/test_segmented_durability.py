@@ -141,6 +141,22 @@ def test_sigkill_at_any_write_of_index_appending_rows(tmp_path, tiny):
         assert _snapshot(out) == want, (n, phase)
         assert _answers(out, probes) == want_answers, (n, phase)
         _listed_only(out)
+        _nothing_left_behind(out, journal=False)  # the journal's: test_a_half_written_journal_part_is_swept
+
+
+@pytest.mark.xfail(strict=True, reason="a journal part whose write was killed before its rename "
+                   "(.journal/<key>/.part-<n>.npz.tmp-<pid>) is never removed: Journal.clear (storage/journal.py) "
+                   "unlinks only part-*.npz, and the sweep of 70fee0f covers the manifest's and index files' "
+                   "temporaries, not the journal's (one batch of embeddings each, left for good)")
+def test_a_half_written_journal_part_is_swept_by_the_next_run(tmp_path, tiny):
+    ds = _add_images(tmp_path / "ds", 0, 4)
+    out = tmp_path / "idx"
+    index_tiny(ds, out)
+    (out / ".journal" / "tiny").mkdir(parents=True, exist_ok=True)
+    (out / ".journal" / "tiny" / ".part-000000001.npz.tmp-999999").write_bytes(b"half a batch")
+    _add_images(ds, 4, 5)
+    index_tiny(ds, out)
+    _nothing_left_behind(out)
 
 
 def _with_removed_rows(tmp_path, removed=True):
@@ -208,6 +224,8 @@ COMPACT_KILLS = [("tiny.g", 1, "half"), ("tiny.g", 1, "after"), ("seg-", 1, "hal
 
 @pytest.mark.parametrize("file, nth, phase", COMPACT_KILLS, ids=[f"{f}{n}-{p}" for f, n, p in COMPACT_KILLS])
 def test_sigkill_at_a_write_of_compact(compaction_run, tmp_path, tiny, file, nth, phase):
+    """Killed at any write, the store answers as before or as after; a re-run ends where an uninterrupted
+    compaction does, and sweeps what the killed one left (temporary files, an index file no model records)."""
     _kill_compact_and_rerun(compaction_run, tmp_path, file, nth, phase)
 
 
@@ -233,28 +251,18 @@ def _kill_compact_and_rerun(run, tmp_path, file, nth, phase):
     assert _snapshot(out) == run["want"]
     assert _answers(out, run["probes"]) == run["before"]
     _listed_only(out)
-    return out
+    _nothing_left_behind(out)
 
 
-LEFT_TMP = ("the temporary file of a write killed before its rename (.tiny.g<N>.faiss.tmp-PID, "
-            ".store.json.tmp-PID: storage/atomic.py atomic_path) is never removed: a re-run of compact (or index) "
-            "leaves it in the store folder for good, and an index's can be gigabytes; the writer could sweep "
-            "'.*.tmp-<pid>' files of dead pids under its lock")
-LEFT_INDEX = ("killed after the manifest swap, before the old index file was deleted: the re-run's "
-              "_remove_unrecorded_index_files (ingest/compact.py) only removes '<key>.g<N>.faiss' names, so the "
-              "old '<key>.faiss' (no longer recorded) stays for good")
-LEFTOVERS = {("tiny.g", 1, "half"): LEFT_TMP, ("store.json", 1, "half"): LEFT_TMP,
-             ("store.json", 1, "after"): LEFT_INDEX}
-
-
-@pytest.mark.parametrize("file, nth, phase", [
-    pytest.param(*k, marks=[pytest.mark.xfail(strict=True, reason=LEFTOVERS[k])] if k in LEFTOVERS else [])
-    for k in COMPACT_KILLS], ids=[f"{f}{n}-{p}" for f, n, p in COMPACT_KILLS])
-def test_a_rerun_after_a_killed_compaction_leaves_no_file_behind(compaction_run, tmp_path, tiny, file, nth, phase):
-    out = _kill_compact_and_rerun(compaction_run, tmp_path, file, nth, phase)
-    index_file = read_store(out).models["tiny"].attrs["index_file"]
-    assert not [p for p in os.listdir(out) if ".tmp-" in p]  # no temporary file of the killed run
-    assert sorted(p.name for p in out.glob("*.faiss")) == [index_file]  # nor the index file it replaced
+def _nothing_left_behind(out, journal=True):
+    """After the re-run: no temporary file of the killed run in the store folder (``journal``: its journal
+    too), and no index file beyond the one each model records (the one a compaction replaced, or saved before
+    its manifest swap)."""
+    left = [str(p.relative_to(out)) for p in out.rglob("*")
+            if ".tmp-" in p.name and (journal or ".journal" not in p.parts)]
+    assert not left, left
+    recorded = {m.attrs.get("index_file") for m in read_store(out).models.values()}
+    assert {p.name for p in out.glob("*.faiss")} == recorded
 
 
 # ---- a full disk, simulated: ENOSPC from the n-th segment or manifest write -----------------------------------
