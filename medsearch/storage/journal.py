@@ -71,7 +71,8 @@ class Journal:
         return applied
 
     def clear(self) -> None:
-        for part in self.parts():
+        """Remove the committed parts, and the temporary files of parts whose write was killed half way."""
+        for part in self.parts() + (sorted(self.dir.glob(".part-*.npz.tmp-*")) if self.dir.is_dir() else []):
             part.unlink(missing_ok=True)
         if self.dir.is_dir():
             fsync_path(self.dir)

@@ -141,13 +141,9 @@ def test_sigkill_at_any_write_of_index_appending_rows(tmp_path, tiny):
         assert _snapshot(out) == want, (n, phase)
         assert _answers(out, probes) == want_answers, (n, phase)
         _listed_only(out)
-        _nothing_left_behind(out, journal=False)  # the journal's: test_a_half_written_journal_part_is_swept
+        _nothing_left_behind(out)
 
 
-@pytest.mark.xfail(strict=True, reason="a journal part whose write was killed before its rename "
-                   "(.journal/<key>/.part-<n>.npz.tmp-<pid>) is never removed: Journal.clear (storage/journal.py) "
-                   "unlinks only part-*.npz, and the sweep of 70fee0f covers the manifest's and index files' "
-                   "temporaries, not the journal's (one batch of embeddings each, left for good)")
 def test_a_half_written_journal_part_is_swept_by_the_next_run(tmp_path, tiny):
     ds = _add_images(tmp_path / "ds", 0, 4)
     out = tmp_path / "idx"
