@@ -89,39 +89,47 @@ def _kib(path: str, field: str) -> int:
     return 0
 
 
-def tree_memory(root: int) -> tuple[int, int, int]:
-    """(summed RSS, summed PSS, processes) in bytes over ``root`` and its descendants."""
+def tree_memory(root: int) -> tuple[int, int, int, int]:
+    """(summed RSS, summed PSS, processes, PSS of ``root`` alone) in bytes over ``root`` and its descendants."""
     tree, todo, pids = _children(), [root], []
     while todo:
         pid = todo.pop()
         pids.append(pid)
         todo += tree.get(pid, [])
     rss = sum(_kib(f"/proc/{p}/status", "VmRSS:") for p in pids)
-    pss = sum(_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
-    return rss * 1024, pss * 1024, len(pids)
+    pss = [_kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids]
+    return rss * 1024, sum(pss) * 1024, len(pids), pss[0] * 1024
+
+
+def shared_memory() -> int:
+    """Bytes of tmpfs / shared memory in use on the machine (/proc/meminfo Shmem): joblib's memory-mapped
+    arrays for worker processes live there, counted in a process's PSS only while it maps them."""
+    return _kib("/proc/meminfo", "Shmem:") * 1024
 
 
 def run_eval(store: Path, report: Path, extra=()) -> dict:
-    """`medsearch eval --json` in a subprocess: wall seconds, peak memory, the JSON and stderr's last lines."""
+    """`medsearch eval --json` in a subprocess: wall seconds, peak memory, the JSON, stderr's lines and the
+    memory timeline (samples every POLL seconds; each stderr line with the second it arrived)."""
     cmd = [sys.executable, "-m", "medsearch", "eval", "--index", str(store), "--json", "--report-dir", str(report),
            *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    peak = {"rss": 0, "pss": 0, "procs": 0}
+    samples: list[tuple] = []  # (seconds, rss, pss, processes, main process pss, shared memory added)
+    shm0 = shared_memory()
+    lines: list[tuple[float, str]] = []
     t0 = time.perf_counter()
     out_file = open(report.parent / f"{report.name}.json", "w+")  # a pipe would fill up and block eval
     proc = subprocess.Popen(cmd, stdout=out_file, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-    err_lines: list[str] = []
 
     def pump():
         for line in proc.stderr:
-            err_lines.append(line.rstrip())
-            print("    | " + line.rstrip(), flush=True)
+            now = time.perf_counter() - t0
+            lines.append((now, line.rstrip()))
+            print(f"    | {now:6.0f} s {_gib(samples[-1][2]) if samples else 0:5.2f} GiB  {line.rstrip()}", flush=True)
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     while proc.poll() is None:
-        rss, pss, procs = tree_memory(proc.pid)
-        peak = {"rss": max(peak["rss"], rss), "pss": max(peak["pss"], pss), "procs": max(peak["procs"], procs)}
+        samples.append((time.perf_counter() - t0, *tree_memory(proc.pid), shared_memory() - shm0))
         time.sleep(POLL)
     reader.join()
     out_file.seek(0)
@@ -129,8 +137,54 @@ def run_eval(store: Path, report: Path, extra=()) -> dict:
     out_file.close()
     wall = time.perf_counter() - t0
     if proc.returncode:
-        raise SystemExit(f"eval failed ({proc.returncode}):\n" + "\n".join(err_lines[-20:]))
-    return {"wall": wall, **peak, "result": json.loads(out), "stderr": err_lines}
+        raise SystemExit(f"eval failed ({proc.returncode}):\n" + "\n".join(text for _, text in lines[-20:]))
+    peak = {"rss": max(s[1] for s in samples), "pss": max(s[2] for s in samples),
+            "procs": max(s[3] for s in samples), "shm": max(s[5] for s in samples)}
+    return {"wall": wall, **peak, "result": json.loads(out), "stderr": [text for _, text in lines],
+            "samples": samples, "lines": lines}
+
+
+def _gib(n: float) -> float:
+    return n / 2**30
+
+
+def phases(run: dict) -> list[tuple]:
+    """[(start s, end s, peak PSS sum, peak PSS of eval's own process, most processes, the stderr line that
+    opened the phase)]: the samples split at each stderr line, so that a peak is placed after the line
+    printed last before it."""
+    marks = [(0.0, "(start-up: reading the store, splitting)")] + run["lines"]
+    out = []
+    for i, (start, text) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else run["wall"]
+        inside = [s for s in run["samples"] if start <= s[0] < end]
+        if inside:
+            out.append((start, end, max(s[2] for s in inside), max(s[4] for s in inside),
+                        max(s[3] for s in inside), text))
+    return out
+
+
+def print_timeline(run: dict, top: int = 12) -> None:
+    """The phases with the highest peaks (in time order), and where the overall peak was."""
+    table = phases(run)
+    worst = sorted(sorted(table, key=lambda p: -p[2])[:top], key=lambda p: p[0])
+    print(f"  memory timeline: the {len(worst)} phases (of {len(table)}) with the highest summed PSS")
+    for start, end, pss, main_pss, procs, text in worst:
+        print(f"    {start:6.0f}-{end:6.0f} s  sum {_gib(pss):5.2f} GiB  eval process {_gib(main_pss):5.2f} GiB  "
+              f"{procs} proc  after: {text[:110]}")
+    t, rss, pss, procs, main_pss, shm = max(run["samples"], key=lambda s: s[2])
+    print(f"  peak at {t:.0f} s: PSS sum {_gib(pss):.2f} GiB (eval process {_gib(main_pss):.2f} GiB, "
+          f"{procs} processes); machine's shared memory then {_gib(shm):+.2f} GiB against the start, at most "
+          f"{_gib(run['shm']):+.2f} GiB")
+
+
+def write_timeline(run: dict, path: Path) -> None:
+    """Every sample and stderr line as CSV (see the header)."""
+    with open(path, "w") as fh:
+        fh.write("seconds,rss_bytes,pss_bytes,processes,eval_process_pss_bytes,shmem_added_bytes,stderr_line\n")
+        events = [(s[0], f"{s[1]},{s[2]},{s[3]},{s[4]},{s[5]},") for s in run["samples"]]
+        events += [(t, ",,,,," + json.dumps(text)) for t, text in run["lines"]]
+        for t, rest in sorted(events, key=lambda e: e[0]):
+            fh.write(f"{t:.2f},{rest}\n")
 
 
 def summary(run: dict) -> str:
@@ -148,6 +202,8 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1280)
     ap.add_argument("--compare-exact", action="store_true", help="also run with --exact and compare the AUCs")
     ap.add_argument("--eval-args", default="", help="extra eval flags, space-separated")
+    ap.add_argument("--timeline", type=Path, help="also write the default run's memory samples and stderr lines "
+                                                  "to this CSV file")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_eval_scale-", dir="/tmp"))
     try:
@@ -159,6 +215,9 @@ def main() -> None:
               f"{time.perf_counter() - t0:.0f} s", flush=True)
         default = run_eval(tmp / "store", tmp / "report", args.eval_args.split())
         print(f"eval (default): {summary(default)}", flush=True)
+        print_timeline(default)
+        if args.timeline:
+            write_timeline(default, args.timeline)
         for m, s in next(iter(default["result"]["models"].values()))["methods"].items():
             if s.get("approximation"):
                 print(f"  {m}: {s['approximation']['what']} ({s['approximation']['rows']} of "
@@ -166,6 +225,7 @@ def main() -> None:
         if args.compare_exact:
             exact = run_eval(tmp / "store", tmp / "report-exact", ["--exact", *args.eval_args.split()])
             print(f"eval --exact:   {summary(exact)}", flush=True)
+            print_timeline(exact)
             a, b = (next(iter(r["result"]["models"].values()))["methods"] for r in (default, exact))
             same = all(a[m].get("auc") == b[m].get("auc") for m in a)
             print(f"AUCs identical with and without --exact: {same}")

@@ -55,7 +55,7 @@ def _listed(values) -> str:
               type=click.IntRange(1),
               help="Cap of the LinearSVC solver: Newton steps (more images than dimensions; also SVC-linear's "
                    "there, binary and multilabel) or libsvm passes (fewer images than dimensions).")
-@click.option("--jobs", "n_jobs", type=click.IntRange(1), help="Parallel workers for the grid search (processes when a primal solver runs, else threads; default: all cores).")
+@click.option("--jobs", "n_jobs", type=click.IntRange(1), help="Parallel workers for the grid search (processes when a primal solver runs, else threads; default: all cores; fewer when the free memory would not hold them).")
 @click.option("--max-tuning-rows", default=DEFAULTS.max_tuning_rows, show_default=True, type=int,
               help="Above this many training rows, heads are tuned (and k chosen) on a stratified subsample of this "
                    "many rows, then refitted on every training row; stated in the results.")

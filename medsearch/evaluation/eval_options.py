@@ -41,9 +41,10 @@ class EvalOptions:
     report_dir: the report folder (None: INDEX/reports/eval-<timestamp>); save_head: a head to save for
     `query --head`. scale: standardise features for the heads; C / linear_svc_loss: grid values (None: the
     paper's); linear_svc_max_iter: the LinearSVC solver's cap; n_jobs: workers (None: every usable core,
-    more is clipped to them); progress: progress lines on stderr. max_tuning_rows / max_kernel_rows: above
-    these many training rows, heads are tuned (kernel SVCs also fitted) on a stratified subsample of that
-    size, stated in the results; exact: never (see approximation.py).
+    more is clipped to them; fewer when the free memory would not hold them, said in the progress lines);
+    progress: progress lines on stderr. max_tuning_rows / max_kernel_rows: above these many training rows,
+    heads are tuned (kernel SVCs also fitted) on a stratified subsample of that size, stated in the results;
+    exact: never (see approximation.py).
     """
 
     models: tuple[str, ...] = ()

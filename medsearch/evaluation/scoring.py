@@ -134,10 +134,12 @@ class _ModelRun:
                                   f"(CV {fit.cv_auc:.3f}, {fit.seconds:.1f} s){where}")
 
         for names, X, y, folds, tune_rows in self._head_groups(X_train, y_train, train, inner):
-            meter = self.problem.log.meter(f"{self.key} {','.join(names)}{where}: grid search and refit")
+            label = f"{self.key} {','.join(names)}{where}"
+            meter = self.problem.log.meter(f"{label}: grid search and refit")
             search_heads(names, X, y, self.task, folds=folds, grids=self.problem.grids, scale=options.scale,
                          n_jobs=options.workers, linear_svc_max_iter=options.linear_svc_max_iter, on_done=done,
-                         tune_rows=tune_rows, progress=meter)
+                         tune_rows=tune_rows, progress=meter,
+                         log=lambda text, label=label: self.problem.log.line(f"{label}: {text}"))
 
     def _neighbours(self, X_train, y_train, X_test, y_test, inner, where) -> None:
         """The k-NN vote (k chosen on the tuning folds unless --knn-k) and the retrieval neighbour lists."""

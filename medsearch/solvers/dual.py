@@ -106,6 +106,10 @@ class DualLinearSVC(LinearSVC):
     rows are weighed alike). Input is checked by scikit-learn's own helpers, with their messages.
     """
 
+    # The dtypes fit takes X in without a copy; others are converted to the first. The dual solver needs
+    # float64 for its Gram matrix.
+    input_dtypes = (np.float64,)
+
     def __sklearn_tags__(self):
         return dense_multilabel_tags(super().__sklearn_tags__())
 
@@ -127,7 +131,7 @@ class DualLinearSVC(LinearSVC):
         if (self.penalty, self.fit_intercept, self.multi_class, self.class_weight) != ("l2", True, "ovr", None):
             raise SolverInputError(f"{type(self).__name__} supports only LinearSVC's default penalty, intercept "
                                    "and class weights")
-        X, y = validate_data(self, X, y, multi_output=True, dtype=np.float64)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=list(self.input_dtypes))
         y = label_targets(y)
         check_two_classes(y)
         targets, self.classes_ = ovr_targets(y)

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from ..evaluation.heads import undefined_auc
 from .headfit import HeadFit, best_setting, cv_table, grid_settings
+from .memory import memory_workers
 from .routing import DUAL, KERNEL, PRIMAL, refit_estimator, route, route_note
 from .units import counting_fit, kernel_unit, make_folds, plain_unit, primal_unit
 
@@ -100,15 +101,38 @@ def _kernel_workers(units: list[_Unit], n_jobs: int) -> int:
     return max(1, min(n_jobs, KERNEL_UNITS_BYTES // per_unit))
 
 
-def _run(units: list[_Unit], n_jobs: int, tallies, advance=None) -> None:
+def unit_bytes(unit: _Unit) -> int:
+    """About the most memory one unit allocates while it runs, beyond its fold's arrays (which worker
+    processes share through memory-mapped files): see the unit functions in units.py."""
+    fold = unit.args[3] if unit.kind in ("primal", "kernel") else unit.args[-1]
+    n_train, n_test = fold.X_train.shape[0], fold.X_test.shape[0]
+    d = fold.X_train.shape[1] + 1
+    if unit.kind == "primal":  # float64 augmented copies, the float32 one, a float64 copy of active rows, d x d
+        return (n_train + n_test) * d * 8 + n_train * d * (4 + 8) + 4 * d * d * 8
+    if unit.kind == "kernel":  # the fold's Gram matrices and kernels, float64 copies of the fold
+        return KERNEL_MATRICES * 8 * n_train * (n_train + n_test) + (n_train + n_test) * d * 8
+    return 2 * (n_train + n_test) * d * 8  # scikit-learn's own copies of the fold
+
+
+def _workers(units: list[_Unit], n_jobs: int, processes: bool) -> tuple[int, str]:
+    """(workers, why): at most n_jobs, fewer when the kernel units' matrices (_kernel_workers) or the units'
+    working memory (memory.memory_workers) would not fit."""
+    n_jobs = _kernel_workers(units, n_jobs)
+    return memory_workers(n_jobs, max(unit_bytes(u) for u in units), processes)
+
+
+def _run(units: list[_Unit], n_jobs: int, tallies, advance=None, log=None) -> None:
     """Run the units and record their outcomes. With primal units in worker processes: scipy's LAPACK
     wrappers (the primal solvers' Cholesky factorisations) and numpy's many small operations hold the
     GIL, so threads would serialise them (joblib memory-maps the fold arrays for the workers). Otherwise
     in threads (libsvm and BLAS release the GIL), which spare small searches the workers' start-up. BLAS
     gets one thread either way, since small matrix products slow down badly when oversubscribed: in the
-    workers through joblib, in this process through the caller's threadpool_limits."""
-    n_jobs = _kernel_workers(units, n_jobs)
+    workers through joblib, in this process through the caller's threadpool_limits. ``log``, when given,
+    gets one line saying how many workers run and why."""
     processes = any(unit.kind == "primal" for unit in units)
+    n_jobs, why = _workers(units, n_jobs, processes)
+    if log:
+        log(why)
     workers = dict(backend="loky", inner_max_num_threads=1) if processes else dict(backend="threading")
     with parallel_config(**workers):
         outcomes = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(u.fn)(*u.args) for u in units)
@@ -118,7 +142,18 @@ def _run(units: list[_Unit], n_jobs: int, tallies, advance=None) -> None:
             advance()
 
 
-def _refits(pool, names, task, solvers, settings, chosen, X, y, scale, max_iter, n_jobs, advance) -> dict:
+def release_workers() -> None:
+    """Stop joblib's idle worker processes (kept for reuse otherwise, each holding an interpreter's memory and
+    what its units left allocated): before refits on a large X, whose float64 copies need the room. The
+    next search starts new ones."""
+    from joblib.externals.loky import reusable_executor
+
+    executor = reusable_executor._executor
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
+def _refits(pool, names, task, solvers, settings, chosen, X, y, scale, max_iter, n_jobs, advance, log) -> dict:
     """{name: (estimator, seconds, warnings)}: the chosen settings refitted on all of X, in threads; one at
     a time (BLAS on every worker) when X is large, since each refit holds float64 copies of X."""
     args = {name: (name, task, solvers[name], settings[name][chosen[name][0]], X, y, scale, max_iter)
@@ -126,8 +161,14 @@ def _refits(pool, names, task, solvers, settings, chosen, X, y, scale, max_iter,
     if X.shape[0] * X.shape[1] * 8 <= PARALLEL_REFIT_BYTES or len(names) == 1:
         futures = {name: pool.submit(_refit, *args[name]) for name in names}
         return {name: _advanced(futures[name].result(), advance) for name in names}
+    release_workers()
+    out = {}
     with threadpool_limits(n_jobs):
-        return {name: _advanced(_refit(*args[name]), advance) for name in names}
+        for name in names:
+            if log:
+                log(f"refitting {name} on {X.shape[0]:,} rows")
+            out[name] = _advanced(_refit(*args[name]), advance)
+    return out
 
 
 def _advanced(outcome, advance):
@@ -137,7 +178,8 @@ def _advanced(outcome, advance):
 
 
 def search_fast(names, X, y, task: str, *, folds, grids: dict, scale: bool, n_jobs: int,
-                linear_svc_max_iter: int | None, on_done=None, tune_rows=None, progress=None) -> dict[str, HeadFit]:
+                linear_svc_max_iter: int | None, on_done=None, tune_rows=None, progress=None,
+                log=None) -> dict[str, HeadFit]:
     """search_heads' fast backend; arguments as there, already checked."""
     fold_data = make_folds(X, y, folds, scale) if tune_rows is None else \
         make_folds(X[tune_rows], y[tune_rows], folds, scale)
@@ -151,7 +193,7 @@ def search_fast(names, X, y, task: str, *, folds, grids: dict, scale: bool, n_jo
     # threadpool_limits is process-wide (set per thread, its exits would undo each other): one for the
     # units run in threads and the refits
     with threadpool_limits(1), ThreadPoolExecutor(n_jobs) as pool:
-        _run(units, n_jobs, tallies, advance)
+        _run(units, n_jobs, tallies, advance, log)
         del units, fold_data  # the folds' standardised copies are not needed by the refits
         chosen = {}
         for name in names:
@@ -159,7 +201,7 @@ def search_fast(names, X, y, task: str, *, folds, grids: dict, scale: bool, n_jo
             if chosen[name][0] < 0:
                 raise undefined_auc(name)
         refits = _refits(pool, names, task, solvers, settings, chosen, X, y, scale, linear_svc_max_iter, n_jobs,
-                         advance)
+                         advance, log)
         results = {}
         for name in names:
             estimator, seconds, n_warn = refits[name]

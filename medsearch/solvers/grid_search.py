@@ -76,14 +76,15 @@ def head_grid(name: str, C=None, linear_svc_loss=None) -> dict:
 
 def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, scale: bool = True,
                  n_jobs: int = 1, linear_svc_max_iter: int | None = None, on_done=None,
-                 backend: str = "fast", tune_rows=None, progress=None) -> dict[str, HeadFit]:
+                 backend: str = "fast", tune_rows=None, progress=None, log=None) -> dict[str, HeadFit]:
     """Grid-search each head in ``names`` by mean fold AUC and refit the best setting on all of X.
 
     ``grids``: {head: short-name grid} (default: the paper's, see head_grid). ``on_done(HeadFit)`` is
     called as each head finishes. ``backend``: a key of BACKENDS. ``tune_rows`` (fast backend): positions
     of X the search runs on, ``folds`` then indexing into X[tune_rows]; the refit still uses all of X.
     ``progress(total)`` (fast backend): returns a callable called once per unit of work done, ``total``
-    times in all. Returns {name: HeadFit} in the order of ``names``.
+    times in all. ``log(text)`` (fast backend) gets a line saying how many workers run and why (the free
+    memory can lower their number). Returns {name: HeadFit} in the order of ``names``.
     """
     check_task(task)
     if linear_svc_max_iter is not None:
@@ -95,9 +96,11 @@ def search_heads(names, X, y, task: str, *, folds, grids: dict | None = None, sc
     for grid in grids.values():
         check_C(grid.get("C"))
     extra = {}
-    if tune_rows is not None or progress is not None:
+    if tune_rows is not None or progress is not None or log is not None:
         if backend != "fast":
-            raise MedsearchError(f"tuning on a subsample and progress need the fast search backend, not {backend!r}")
-        extra = dict(tune_rows=None if tune_rows is None else np.asarray(tune_rows, dtype=np.int64), progress=progress)
+            raise MedsearchError(f"tuning on a subsample, progress and log need the fast search backend, not "
+                                 f"{backend!r}")
+        extra = dict(tune_rows=None if tune_rows is None else np.asarray(tune_rows, dtype=np.int64), progress=progress,
+                     log=log)
     return BACKENDS[backend](names, np.asarray(X), np.asarray(y), task, folds=list(folds), grids=grids, scale=scale,
                              n_jobs=n_jobs, linear_svc_max_iter=linear_svc_max_iter, on_done=on_done, **extra)

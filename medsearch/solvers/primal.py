@@ -263,7 +263,12 @@ class PrimalLinearSVC(DualLinearSVC):
     """A LinearSVC whose problems (either loss) go through ``linear_svc_path``: same problem, parameters and
     attributes as liblinear's; ``max_iter`` caps the Newton steps of each solve, ``n_iter_`` is the most
     any solve took. Takes 2-D 0/1 labels (multilabel) like DualLinearSVC.
+
+    float32 X is taken as it is: ``augmented`` copies it into float64 exactly, so the solution is the one
+    of X.astype(float64), without a second float64 copy of X held beside the augmented one.
     """
+
+    input_dtypes = (np.float64, np.float32)
 
     def _weights(self, X: np.ndarray, targets) -> tuple[np.ndarray, bool, int]:
         Xa = augmented(X, self.intercept_scaling)
