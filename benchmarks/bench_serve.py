@@ -149,7 +149,7 @@ def main() -> None:
     proc, url, startup = start_server(store)
     try:
         index = httpx.get(f"{url}/api/indexes", timeout=30).json()[0]
-        run_clients(url, index["name"], images, 20, 1)  # warm-up: first requests touch lazily read pages
+        run_clients(url, index["name"], images, 40, 4)  # warm-up: first requests touch lazily read pages, threads
         figures = {"rows": index["n_rows"], "server_start_s": round(startup, 2)}
         for n_clients in (1, 4):
             lat, failures, wall = run_clients(url, index["name"], images, args.requests, n_clients)
