@@ -98,7 +98,7 @@ def _search_with(index, q, k, params: dict, exclude_rows) -> tuple[np.ndarray, n
     if keep:
         keep.append(faiss.IDSelectorNot(keep[0]))
     selector = keep[-1] if keep else None
-    typed = _typed_params(inner, params, selector)
+    typed = _typed_params(inner, params, selector, k)
     if typed is not None or not exclude.size:
         return index.search(q, k, params=typed)
     more = min(index.ntotal, k + exclude.size)
@@ -107,11 +107,13 @@ def _search_with(index, q, k, params: dict, exclude_rows) -> tuple[np.ndarray, n
     return top_by_sims(np.where(gone, -1, ids), np.where(gone, -np.inf, sims), k)
 
 
-def _typed_params(inner, params: dict, selector):
-    """SearchParameters for this index structure, or None when it has none to give (and nothing is asked)."""
+def _typed_params(inner, params: dict, selector, k: int):
+    """SearchParameters for this index structure, or None when it has none to give (and nothing is asked).
+    HNSW returns at most efSearch rows, so a search for more than the tuned efSearch explores k deep."""
     if isinstance(inner, faiss.IndexHNSW):
         _only(params, {"efSearch"}, inner)
-        return faiss.SearchParametersHNSW(efSearch=int(params.get("efSearch", inner.hnsw.efSearch)), sel=selector)
+        ef = max(int(params.get("efSearch", inner.hnsw.efSearch)), int(k))
+        return faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
     if isinstance(inner, faiss.IndexIVF):
         _only(params, {"nprobe"}, inner)
         return faiss.SearchParametersIVF(nprobe=int(params.get("nprobe", inner.nprobe)), sel=selector)

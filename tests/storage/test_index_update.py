@@ -100,3 +100,20 @@ def test_adding_a_row_the_index_holds_is_refused():
         index, _ = build_tuned_index(X, np.arange(3_000), kind)
         with pytest.raises(MedsearchError, match="row 7 is in the index"):
             add_to_index(index, X[:2], [3_000, 7])
+
+
+def test_hnsw_returns_k_rows_when_k_exceeds_the_tuned_ef_search():
+    """FAISS's HNSW gives at most efSearch results; a search for more explores k deep instead of padding with -1."""
+    import faiss
+
+    from medsearch.storage.index_search import search
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 16)).astype(np.float32)
+    inner = faiss.IndexHNSWFlat(16, 32, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIDMap2(inner)
+    index.add_with_ids(x / np.linalg.norm(x, axis=1, keepdims=True), np.arange(3000))
+    sims, ids = search(index, x[:5], 500, params={"efSearch": 16})
+    assert ids.shape == (5, 500) and (ids >= 0).all() and all(np.unique(r).size == 500 for r in ids)
+    sims, ids = search(index, x[:5], 500, params={"efSearch": 16}, exclude_rows=np.arange(100))
+    assert (ids >= 100).all()
