@@ -10,7 +10,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from . import knn
+from . import vote
 from ..display import printable
 from ..ingest.encoders import Preprocess, load_encoder
 from ..errors import ImageError, MedsearchError
@@ -98,8 +98,8 @@ def _check_options(images: list[str], options: QueryOptions) -> None:
     if not images:
         raise MedsearchError("give at least one query image")
     check_whole("-k", options.k, 1)
-    if options.weighting not in knn.WEIGHTS:
-        raise MedsearchError(f"unknown --weighting {options.weighting!r}; use one of {', '.join(knn.WEIGHTS)}")
+    if options.weighting not in vote.WEIGHTS:
+        raise MedsearchError(f"unknown --weighting {options.weighting!r}; use one of {', '.join(vote.WEIGHTS)}")
 
 
 def searcher(index_dir, key: str, m: ModelData, exact: bool):
@@ -194,7 +194,7 @@ def labelled_vote_shares(data: StoreData, rows: list[int], sims: list[float], we
     if not rows:
         return {}
     y = data.labels[rows]
-    shares = knn.vote_shares(np.asarray([sims]), np.arange(len(rows))[None], y, weighting, len(data.label_names))[0]
+    shares = vote.vote_shares(np.asarray([sims]), np.arange(len(rows))[None], y, weighting, len(data.label_names))[0]
     return _named(data, shares)
 
 

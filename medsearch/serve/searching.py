@@ -70,12 +70,12 @@ def crop_image(img, crop):
 
 
 def check_request(snap: Snapshot, req: SearchRequest) -> None:
-    from ..search import knn
+    from ..search import vote
 
     if not 1 <= req.k <= MAX_K:
         raise HttpError(400, f"k must be between 1 and {MAX_K}")
-    if req.weighting not in knn.WEIGHTS:
-        raise HttpError(400, f"unknown weighting '{req.weighting[:40]}': use one of {', '.join(knn.WEIGHTS)}")
+    if req.weighting not in vote.WEIGHTS:
+        raise HttpError(400, f"unknown weighting '{req.weighting[:40]}': use one of {', '.join(vote.WEIGHTS)}")
     unknown = [x for x in req.labels if x not in snap.data.label_names]
     if unknown:
         raise HttpError(400, f"unknown label '{unknown[0][:80]}': use one of {', '.join(snap.data.label_names[:20])}")
