@@ -82,6 +82,16 @@ def _timm_model(spec: EncoderSpec, pretrained: bool) -> tuple[nn.Module, tuple[s
     return model, tuple(h + "." for h in ([heads] if isinstance(heads, str) else heads))
 
 
+def _efficientnet_lite_model(spec: EncoderSpec, pretrained: bool) -> tuple[nn.Module, tuple[str, ...]]:
+    """Built without timm (efficientnet_lite.py: the same model, a second faster to start); timm still
+    fetches and builds it when its weights must be downloaded."""
+    if pretrained:
+        return _timm_model(spec, pretrained)
+    from .efficientnet_lite import EfficientNetLite
+
+    return EfficientNetLite(spec.arch), ("classifier.",)
+
+
 _BUILDERS = {"open_clip": _open_clip_model, "torchvision": _torchvision_model,
-             "timm": _timm_model, "efficientnet_lite": _timm_model}
+             "timm": _timm_model, "efficientnet_lite": _efficientnet_lite_model}
 
