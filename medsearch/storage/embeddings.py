@@ -78,10 +78,9 @@ class Embeddings:
             values = self._segments[s].embeddings(self.key, uniq)[inverse]
             self._check_finite(values, s)
             out[at[order]] = values
-        if self._written:
-            for i, r in enumerate(rows.tolist()):
-                if r in self._written:
-                    out[i] = self._written[r]
+        if self._written:  # rows written since the last commit: looked up for the matching rows only
+            for i in np.flatnonzero(np.isin(rows, np.fromiter(self._written, np.int64, len(self._written)))):
+                out[i] = self._written[int(rows[i])]
         return out[0] if single else out
 
     def __setitem__(self, key, values) -> None:

@@ -214,8 +214,8 @@ def commit(data, directory: Path) -> None:
         new_file = SegmentFile(segment_path(directory, entry.file))
     manifest = Manifest(generation=o.manifest.generation + 1, n_rows=len(data), attrs=root_attrs(data),
                         models=model_attrs(data), segments=segments)
-    if manifest.to_json() == {**o.manifest.to_json(), "generation": manifest.generation} and new_file is None:
-        return  # nothing changed
+    if new_file is None and _same_content(manifest, o.manifest):
+        return  # nothing changed: no new generation
     write_manifest(directory, manifest)
     remove_unlisted(directory, manifest)  # segments of a commit killed before its manifest
     if new_file is not None:
@@ -228,6 +228,13 @@ def commit(data, directory: Path) -> None:
         m.changed.clear()
     from .compaction import merge_tail
     merge_tail(data, directory)
+
+
+def _same_content(a: Manifest, b: Manifest) -> bool:
+    """Whether two manifests describe the same store (the generation and the time of writing aside)."""
+    def content(m: Manifest) -> dict:
+        return {**m.to_json(), "generation": None, "attrs": {k: v for k, v in m.attrs.items() if k != "updated"}}
+    return content(a) == content(b)
 
 
 def segment_of(data, rows: np.ndarray, model_rows: dict[str, np.ndarray]) -> SegmentData:

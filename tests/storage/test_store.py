@@ -145,3 +145,22 @@ def test_readers_keep_their_snapshot(tmp_path):
     assert len(list((tmp_path / "segments").iterdir())) == 1
     assert (reader.models["m"].embedding[:] == 0).all()
     assert (read_store(tmp_path).models["m"].embedding[:] == 7).all()
+
+
+def test_a_commit_with_nothing_changed_writes_nothing(tmp_path, monkeypatch):
+    """commit_store on an unchanged store keeps its manifest (no new generation), even seconds later."""
+    import time
+    from medsearch.storage import segmented
+    from medsearch.storage.store import commit_store
+
+    write_store(_store(), tmp_path)
+    data = read_store(tmp_path)
+    before = (tmp_path / "store.json").read_bytes()
+    monkeypatch.setattr(time, "strftime", lambda *a: "2099-01-01T00:00:00+0000")  # a later second
+    commit_store(data, tmp_path)
+    assert (tmp_path / "store.json").read_bytes() == before and data.origin.manifest.generation == 1
+    data.labels[0] = (data.labels[0] + 1) % 3
+    data.touch(0)
+    commit_store(data, tmp_path)
+    assert data.origin.manifest.generation == 2 and len(data.origin.manifest.segments) == 2
+    assert segmented.read_segmented(tmp_path).labels[0] == data.labels[0]
