@@ -144,6 +144,23 @@ def cli_error_line(res, *fragments) -> str:
     return res.output
 
 
+def refused_by_each(commands: dict, store, *fragments, prefix: str = "medsearch: error: ") -> None:
+    """Every command (name -> CLI arguments) refuses ``store`` as a user error, in one line starting with
+    ``prefix``, naming the store and holding every fragment, never as an unexpected failure."""
+    for name, args in commands.items():
+        res = run_cli(*args)
+        assert res.exit_code == 2, f"{name}: exit {res.exit_code}: {res.output}"
+        assert res.output.startswith(prefix) and res.output.count("\n") == 1, f"{name}: {res.output}"
+        assert all(f in res.output for f in (*fragments, str(store))), f"{name}: {res.output}"
+        assert "unexpected" not in res.output, f"{name}: {res.output}"
+
+
+def accepted_by_each(commands: dict) -> None:
+    for name, args in commands.items():
+        res = run_cli(*args)
+        assert res.exit_code == 0, f"{name}: {res.output}"
+
+
 # ---- synthetic stores for evaluation tests ----
 
 QUICK = dict(C=(1.0,), n_boot=100, n_jobs=2, progress=False)  # the point of most tests is not the grid

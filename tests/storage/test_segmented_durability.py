@@ -9,6 +9,7 @@ process before one, with its temporary file half written, or right after its ren
 TinyEncoder, so that a trial costs a process start, not a network."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -444,42 +445,37 @@ def test_orphan_segments_are_removed_by_the_next_commit(tmp_path, tiny):
     _listed_only(out)
 
 
-def _tmpfs(path):
-    path.mkdir()
-    return os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", str(path)],
-                                                capture_output=True).returncode == 0
-
-
-def test_read_only_folder_compact_refused_and_reads_work(tmp_path, tiny):
+@contextlib.contextmanager
+def _store_on_tmpfs(tmp_path):
+    """A store with removed rows copied onto an 8 MiB tmpfs of its own (skips where none can be mounted):
+    yields (its folder, the tmpfs, its files, the probes' answers, a function answering the probes now)."""
     disk = tmp_path / "disk"
-    if not _tmpfs(disk):
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", str(disk)],
+                                           capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         ds, base = _with_removed_rows(tmp_path)
         out = disk / "idx"
         shutil.copytree(base, out)
         probes = _probes(ds)
-        before, answers = store_files(out), _answers(out, probes)
-        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-        res = run_cli("compact", out)
-        assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
-        assert "cannot write" in res.output or "read-only" in res.output.lower(), res.output
-        assert store_files(out) == before and _answers(out, probes) == answers
-        assert run_cli("info", out).exit_code == 0
+        yield out, disk, store_files(out), _answers(out, probes), lambda: _answers(out, probes)
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
+def test_read_only_folder_compact_refused_and_reads_work(tmp_path, tiny):
+    with _store_on_tmpfs(tmp_path) as (out, disk, before, answers, answer_now):
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        res = run_cli("compact", out)
+        assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+        assert "cannot write" in res.output or "read-only" in res.output.lower(), res.output
+        assert store_files(out) == before and answer_now() == answers
+        assert run_cli("info", out).exit_code == 0
+
+
 def test_a_really_full_disk_during_compaction_keeps_the_store(tmp_path, tiny):
-    disk = tmp_path / "disk"
-    if not _tmpfs(disk):
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        ds, base = _with_removed_rows(tmp_path)
-        out = disk / "idx"
-        shutil.copytree(base, out)
-        probes = _probes(ds)
-        before, answers = store_files(out), _answers(out, probes)
+    with _store_on_tmpfs(tmp_path) as (out, disk, before, answers, answer_now):
         st = os.statvfs(disk)
         with open(disk / "filler", "wb") as f:  # leave about 4 KiB: less than one segment
             try:
@@ -489,7 +485,5 @@ def test_a_really_full_disk_during_compaction_keeps_the_store(tmp_path, tiny):
         res = run_cli("compact", out)
         error = [line for line in res.output.splitlines() if line.startswith("medsearch: error:")]
         assert res.exit_code == 2 and len(error) == 1 and "disk full" in error[0], res.output  # progress lines aside
-        assert store_files(out) == before and _answers(out, probes) == answers
+        assert store_files(out) == before and answer_now() == answers
         _no_temporaries(out)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -15,7 +15,7 @@ import pytest
 
 from medsearch.ingest.indexing import index_dataset
 
-from ..conftest import FAST, as_format1, make_image, run_cli
+from ..conftest import FAST, accepted_by_each, as_format1, make_image, refused_by_each, run_cli
 
 KEY = "mobilenet-v2"
 M = f"models/{KEY}"
@@ -284,19 +284,12 @@ def _damaged_copy(built, tmp_path, tamper):
 @pytest.mark.parametrize("tamper, field", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_damaged_store_is_refused_with_one_line(built, tmp_path, tamper, field):
     ds, store = _damaged_copy(built, tmp_path, tamper)
-    for name, args in _commands(ds, store).items():
-        res = run_cli(*args)
-        assert res.exit_code == 2, f"{name}: exit {res.exit_code}: {res.output}"
-        assert res.output.startswith("medsearch: error: '") and res.output.count("\n") == 1, f"{name}: {res.output}"
-        assert field in res.output and str(store) in res.output, f"{name}: {res.output}"
-        assert "unexpected" not in res.output, f"{name}: {res.output}"
+    refused_by_each(_commands(ds, store), store, field, prefix="medsearch: error: '")
 
 
 def test_untampered_store_passes(built, tmp_path):
     ds, store = _damaged_copy(built, tmp_path, lambda f: None)
-    for name, args in _commands(ds, store).items():
-        res = run_cli(*args)
-        assert res.exit_code == 0, f"{name}: {res.output}"
+    accepted_by_each(_commands(ds, store))
     assert "benign" in run_cli("info", store).output
 
 
