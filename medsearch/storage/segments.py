@@ -107,6 +107,8 @@ class SegmentFile:
         except FileNotFoundError:
             raise
         except OSError as exc:
+            if not path.exists():  # deleted between HDF5's open and its stat: a compaction, not damage
+                raise FileNotFoundError(str(path)) from None
             raise Damage(f"segment {self.name} is not a readable HDF5 file ({first_line(exc)})") from None
         if fields.plain_attr(self.file.attrs.get("format")) != SEGMENT_FORMAT:
             raise Damage(f"{self.name} is not a medsearch segment")

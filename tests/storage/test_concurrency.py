@@ -203,3 +203,32 @@ def test_a_reader_gives_up_with_one_line_when_the_store_keeps_changing(tmp_path,
     with pytest.raises(MedsearchError, match="changed five times") as info:
         read_store(out)
     assert "\n" not in str(info.value)
+
+
+def test_a_segment_deleted_inside_hdf5s_open_is_a_compaction_not_damage(tmp_path, tiny, monkeypatch):
+    """HDF5 reports a file deleted between its open and its stat as a plain OSError ("can't retrieve stat info"),
+    not FileNotFoundError: the reader must still retry on the new manifest, not call the store damaged."""
+    import h5py
+
+    import medsearch.storage.segments as segments
+    from medsearch.ingest.compact import compact
+
+    from ..conftest import index_tiny
+
+    ds, out = _tiny_dataset(tmp_path / "ds", 0, 6), tmp_path / "idx"
+    index_tiny(ds, out)
+    real_file = h5py.File
+    swaps = []
+
+    def racing(path, *a, **k):
+        if not swaps:  # HDF5 has begun to open the segment; a compaction deletes it before the stat
+            swaps.append(path)
+            compact(str(out))
+            raise OSError("Unable to synchronously open file (can't retrieve stat info for file)")
+        return real_file(path, *a, **k)
+
+    monkeypatch.setattr(segments.h5py, "File", racing)
+    data = read_store(out)
+    monkeypatch.setattr(segments.h5py, "File", real_file)
+    assert swaps and not swaps[0].exists()
+    assert len(data) == 12 and data.origin.manifest.generation == read_store(out).origin.manifest.generation
