@@ -40,7 +40,17 @@ DEFAULTS = IndexOptions()
               help="recall@10 against exact search an approximate index is tuned to reach (e.g. 0.95, 0.99).")
 @click.option("--max-memory", default=f"{DEFAULTS.max_memory >> 20}M", show_default=True,
               help="Memory the index may take (auto picks HNSW while it fits, else IVF-PQ with exact re-ranking).")
+@click.option("--shards", default=DEFAULTS.shards, show_default=True, type=click.IntRange(1),
+              help="Split each model's index into this many row-range shard files, searched in parallel and merged "
+                   "exactly as one index would answer (for indexes larger than memory).")
 @click.option("--device", default=DEFAULTS.device, show_default=True)
+@click.option("--engine", default=DEFAULTS.engine, show_default=True, type=click.Choice(["local", "ray"]),
+              help="Where images are decoded and embedded: in this process, or in a pool of Ray actors "
+                   "(pip install 'medsearch[ray]'); this process writes the store either way.")
+@click.option("--ray-address", help="Address of an existing Ray cluster (e.g. 10.0.0.5:6379 or auto); without it "
+                                    "--engine ray starts Ray on this machine.")
+@click.option("--gpus-per-worker", default=DEFAULTS.gpus_per_worker, show_default=True, type=click.FloatRange(0),
+              help="GPUs each Ray encoder actor takes (0: CPU actors; 0.5 puts two actors on one GPU).")
 @click.option("--commit-every", default=DEFAULTS.commit_every, show_default=True, help="Seconds between store commits (finished batches are journaled anyway).")
 @click.option("--moved-from", help="The dataset's old location, when this is the same dataset moved (the store was built "
                                    "from there); its files are verified by their fingerprints.")

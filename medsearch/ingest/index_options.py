@@ -25,6 +25,9 @@ SCAN_FIELDS = ("layout", "manifest", "image_col", "label_col", "label_cols", "gr
                "task")
 
 
+ENGINES = ("local", "ray")
+
+
 def default_workers() -> int:
     """Decode threads when --workers is not given: one per CPU."""
     return os.cpu_count() or 2
@@ -39,7 +42,11 @@ class IndexOptions:
     seconds between store commits; ``moved_from`` is the dataset's old root when the same dataset moved;
     ``index_type`` 'auto' chooses exact search up to 100k rows, then the approximate index that fits
     ``max_memory`` bytes, tuned to ``recall_target`` (recall@10 against exact search); ``auto_compact``
-    compacts the store at the end of a run that left much dead data (removed rows, superseded entries)."""
+    compacts the store at the end of a run that left much dead data (removed rows, superseded entries);
+    ``engine`` 'local' embeds in this process, 'ray' in a pool of Ray actors (``ray_address`` an existing
+    cluster, else Ray starts on this machine; ``gpus_per_worker`` GPUs per encoder actor) while this process
+    stays the one writer; ``shards`` splits each model's index into that many row-range shard files, searched
+    in parallel and merged as one index would answer."""
 
     out: str | None = None
     models: tuple[str, ...] = (DEFAULT_MODEL,)
@@ -68,6 +75,10 @@ class IndexOptions:
     commit_every: float = 300.0
     moved_from: str | None = None
     auto_compact: bool = True
+    engine: str = "local"
+    ray_address: str | None = None
+    gpus_per_worker: float = 0.0
+    shards: int = 1
     progress: bool = True
 
     def __post_init__(self):
@@ -113,6 +124,7 @@ class IndexOptions:
                                  "resized image")
         if int(self.batch_size) < 1 or int(self.workers) < 1:
             raise MedsearchError("--batch-size and --workers must be at least 1")
+        self._check_engine()
         from ..storage.index_specs import check_max_memory, check_recall_target
 
         check_recall_target(self.recall_target)
@@ -122,6 +134,18 @@ class IndexOptions:
         from .encoders import device_for
 
         device_for(self.device)  # unknown device, or CUDA asked for where there is none
+
+
+    def _check_engine(self) -> None:
+        if self.engine not in ENGINES:
+            raise MedsearchError(f"unknown --engine '{printable(str(self.engine))}': use {' or '.join(ENGINES)}")
+        if self.engine != "ray" and (self.ray_address or self.gpus_per_worker):
+            raise MedsearchError("--ray-address and --gpus-per-worker are options of the Ray engine: add --engine ray")
+        if not (is_real(self.gpus_per_worker) and self.gpus_per_worker >= 0):
+            raise MedsearchError(f"--gpus-per-worker must be a number >= 0 (e.g. 1, or 0.5 to share a GPU), "
+                                 f"got {self.gpus_per_worker!r}")
+        if isinstance(self.shards, bool) or not isinstance(self.shards, Integral) or self.shards < 1:
+            raise MedsearchError(f"--shards must be a whole number >= 1, got {self.shards!r}")
 
 
 def store_key(name: str, flag: str) -> str:
