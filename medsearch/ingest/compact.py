@@ -2,7 +2,7 @@
 names and embeddings leave the files, as withdrawn consent requires), superseded versions of rows, and many
 small segments. Rows are renumbered, so each model's FAISS index is renumbered in place (Flat, IVF: after its
 removed rows were taken out) or rebuilt from the stored vectors (HNSW, which cannot drop rows), and saved under
-a new file name before the store is swapped in. A format-1
+a new file name (a sharded index: each shard, row bounds renumbered too) before the store is swapped in. A format-1
 store is upgraded to format 2 on the way. ``index`` runs it by itself when dead entries pass COMPACT_SHARE.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..storage.compaction import compact_rows, dead_entries
 from ..storage.lock import WriterLock
 from ..storage.store import StoreData, read_store
 from .log import log
+from ..storage.shard_files import listed_files
 from .model_index import index_for_compaction
 
 COMPACT_SHARE = 0.10  # `index` compacts when dead entries exceed this share of the store's rows
@@ -63,15 +64,14 @@ def compact_open_store(out_dir: Path, data: StoreData) -> CompactSummary:
     keep = np.flatnonzero(~data.is_removed())
     old_to_new = np.full(before, -1, dtype=np.int64)
     old_to_new[keep] = np.arange(keep.size)
-    old_files = {key: m.attrs.get("index_file") for key, m in data.models.items()}
+    old_files = set().union(*(listed_files(m.attrs) for m in data.models.values()))
     outcome, records = {}, {}
     for key in data.models:
         outcome[key], records[key] = index_for_compaction(out_dir, data, key, old_to_new,
                                                           f"{key}.g{generation}.faiss")
     compact_rows(data, out_dir, {k: r for k, r in records.items() if r})
-    for key, name in old_files.items():
-        if name and name != data.models[key].attrs.get("index_file"):
-            (out_dir / name).unlink(missing_ok=True)
+    for name in old_files - set().union(*(listed_files(m.attrs) for m in data.models.values())):
+        (out_dir / name).unlink(missing_ok=True)
     summary = CompactSummary(store=str(out_dir), rows_before=before, rows_after=len(data), removed_rows_dropped=removed,
                              segments_before=segments_before, segments_after=len(data.origin.manifest.segments),
                              seconds=round(time.perf_counter() - t0, 2), indexes=outcome)
@@ -81,10 +81,13 @@ def compact_open_store(out_dir: Path, data: StoreData) -> CompactSummary:
 
 
 def remove_leftover_index_files(out_dir: Path, data: StoreData) -> None:
-    """Index files a killed compaction left behind: ``<key>.faiss`` or ``<key>.g<N>.faiss`` that the model does
-    not record (saved before its manifest swap, or replaced by it), and their temporary files."""
-    for key, m in data.models.items():
-        pattern = re.compile(r"\.?" + re.escape(key) + r"(\.g[0-9]+)?\.faiss(\.tmp-[0-9]+)?")
+    """Index files a killed compaction (or a rebuild into another shard count) left behind: ``<key>.faiss``,
+    ``<key>.g<N>.faiss`` and their shard files ``....shard-<j>-of-<n>.faiss`` that no model records (saved
+    before a manifest swap, or replaced by it), and their temporary files. A file the manifest lists, for any
+    model, is never deleted."""
+    listed = set().union(*(listed_files(m.attrs) for m in data.models.values()))
+    for key in data.models:
+        pattern = re.compile(r"\.?" + re.escape(key) + r"(\.g[0-9]+)?(\.shard-[0-9]+-of-[0-9]+)?\.faiss(\.tmp-[0-9]+)?")
         for path in out_dir.glob(f"*{glob.escape(key)}*.faiss*"):
-            if pattern.fullmatch(path.name) and path.name != m.attrs.get("index_file"):
+            if pattern.fullmatch(path.name) and path.name not in listed:
                 path.unlink(missing_ok=True)

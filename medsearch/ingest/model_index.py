@@ -3,6 +3,10 @@
 it. A rebuild happens when there is no usable index, when its type or tuning options changed, when an HNSW
 graph would have to drop rows it cannot delete (other than removed rows, which searches leave out), and when
 an approximate index has grown past RETRAIN_FACTOR times the rows it was built (and trained, and tuned) on.
+
+With ``--shards N`` (N > 1) the index is N row-range shard files (storage/shard_files): an update changes and
+rewrites only the shards it touches (new rows go to the last shard, which has the highest row numbers);
+another shard count rebuilds.
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ import numpy as np
 from ..errors import MedsearchError
 from ..storage.embeddings import RowsView
 from ..storage.faiss_index import (RETRAIN_FACTOR, add_to_index, build_tuned_index, index_fingerprint,
-                                   load_index, quality_attrs, remove_from_index, renumber_index, save_index)
+                                   quality_attrs, remove_from_index, renumber_index, save_index)
+from ..storage.index_shards import renumbered_bounds, shard_bounds, shard_of
 from ..storage.index_specs import resolve_index_type
 from ..storage.index_update import index_row_ids
+from ..storage.shard_files import bounds_of, open_index, save_shards, shard_count, shard_records, stem_of
 from ..storage.schema import DEFAULT_MAX_INDEX_MEMORY, RECALL_TARGET
 from ..storage.store import ModelData, StoreData
 from .log import log, warn
@@ -66,8 +72,11 @@ def refresh_index(out_dir: Path, data: StoreData, key: str, opts, embedded_now: 
         _build(out_dir, m, key, usable, opts)
         return "built"
     t0 = time.perf_counter()
-    add_to_index(index, RowsView(m.embedding, fresh), fresh)
-    _save(out_dir, m, key, index, filtered=removed_inside)
+    bounds = _grown_bounds(m, len(data))
+    add_to_index(index, RowsView(m.embedding, fresh), fresh, bounds=bounds)
+    touched = None if bounds is None else \
+        set(shard_of(fresh, bounds).tolist()) | set(shard_of(stale if not removed_inside else [], bounds).tolist())
+    _save(out_dir, m, key, index, filtered=removed_inside, bounds=bounds, touched=touched)
     log(f"{key}: index updated in place (+{fresh.size} rows, -{stale.size - removed_inside} rows"
         + (f", {removed_inside} removed rows left out of searches until the next rebuild" if removed_inside else "")
         + f", {time.perf_counter() - t0:.1f} s)")
@@ -85,24 +94,25 @@ def index_for_compaction(out_dir: Path, data: StoreData, key: str, old_to_new: n
     old = dict(m.attrs)
     if "index_file" not in old:
         return "none", {}
-    index = None
+    index, bounds = None, None
     try:
-        index = load_index(out_dir / old["index_file"], dim=m.dim, ntotal=int(old["index_ntotal"]),
-                           fingerprint=old.get("index_fingerprint"), size=old.get("index_size"),
-                           sha256=old.get("index_sha256"))
+        index = open_index(out_dir, old, dim=m.dim)
+        bounds = renumbered_bounds(bounds_of(shard_records(old)), old_to_new) if "index_shards" in old else None
     except MedsearchError as exc:
         warn(f"{exc}; rebuilding it")
+        index = None
     held = index_row_ids(index) if index is not None else None
     probe = ModelData(m.embedding, m.state, m.reason, {k: v for k, v in old.items() if k.startswith("index_")})
     if held is not None:
         gone = held[old_to_new[held] < 0]
         if (not gone.size or remove_from_index(index, gone)) and renumber_index(index, old_to_new):
-            _save(out_dir, probe, key, index, filtered=0, index_file=index_file)
+            _save(out_dir, probe, key, index, filtered=0, index_file=index_file, bounds=bounds)
             return "renumbered", probe.attrs
     opts = _Options(old.get("index_type", "auto"), old.get("index_recall_target", RECALL_TARGET),
-                    old.get("index_max_memory", DEFAULT_MAX_INDEX_MEMORY))
+                    old.get("index_max_memory", DEFAULT_MAX_INDEX_MEMORY), _recorded_shards(old))
     usable = m.usable()
-    _build(out_dir, probe, key, usable, opts, row_ids=old_to_new[usable], index_file=index_file)
+    _build(out_dir, probe, key, usable, opts, row_ids=old_to_new[usable], index_file=index_file,
+           n_rows=int((old_to_new >= 0).sum()))
     return "rebuilt", probe.attrs
 
 
@@ -113,6 +123,23 @@ class _Options:
     index_type: str
     recall_target: float
     max_memory: int
+    shards: int = 1
+
+
+def _recorded_shards(attrs: dict) -> int:
+    try:
+        return shard_count(attrs)
+    except (ValueError, TypeError):
+        return 1
+
+
+def _grown_bounds(m: ModelData, n_rows: int):
+    """The recorded shards' row bounds, the last one moved to ``n_rows`` (rows added since); None unsharded."""
+    if "index_shards" not in m.attrs:
+        return None
+    bounds = bounds_of(shard_records(m.attrs))
+    bounds[-1] = max(int(bounds[-1]), n_rows)
+    return bounds
 
 
 def _family_changed(m: ModelData, opts, n: int) -> bool:
@@ -131,10 +158,12 @@ def _usable_index(out_dir: Path, m: ModelData, opts):
               "index_max_memory": int(opts.max_memory)}
     if "index_file" not in a or any(a.get(k, _default(k)) != v for k, v in wanted.items()):
         return None
+    shards = getattr(opts, "shards", 1)
+    if _recorded_shards(a) != shards:
+        log(f"the index is recorded as {_recorded_shards(a)} shard(s), --shards asks {shards}: rebuilding it")
+        return None
     try:
-        return load_index(out_dir / a["index_file"], dim=m.dim, ntotal=int(a["index_ntotal"]),
-                          fingerprint=a.get("index_fingerprint"), size=a.get("index_size"),
-                          sha256=a.get("index_sha256"))
+        return open_index(out_dir, a, dim=m.dim)
     except MedsearchError as exc:
         warn(f"{exc}; rebuilding it")
         return None
@@ -146,19 +175,23 @@ def _default(attr: str):
 
 
 def _build(out_dir: Path, m: ModelData, key: str, usable: np.ndarray, opts, *, row_ids=None,
-           index_file: str | None = None) -> None:
+           index_file: str | None = None, n_rows: int | None = None) -> None:
     """Build, tune and save the model's index of rows ``usable`` (under FAISS ids ``row_ids``, default the
-    rows themselves); record it, and how exact its answers are, in the model's attributes."""
+    rows themselves, of a store of ``n_rows`` rows), in ``opts.shards`` row-range shards; record it, and how
+    exact its answers are, in the model's attributes."""
     ids = usable if row_ids is None else row_ids
     index_file = index_file or m.attrs.get("index_file")  # a rebuild keeps the file name the store records
+    shards = int(getattr(opts, "shards", 1))
+    bounds = None if shards == 1 else shard_bounds(ids, m.state.size if n_rows is None else n_rows, shards)
     index, quality = build_tuned_index(RowsView(m.embedding, usable), ids, opts.index_type,
-                                       recall_target=opts.recall_target, max_memory=opts.max_memory)
+                                       recall_target=opts.recall_target, max_memory=opts.max_memory,
+                                       bounds=bounds)
     for attr in [a for a in m.attrs if a.startswith("index_")]:
         del m.attrs[attr]
     m.attrs.update({"index_type": opts.index_type, "index_max_memory": int(opts.max_memory),
                     "index_built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "index_built_rows": int(usable.size)})
     m.attrs.update(quality_attrs(quality, index))
-    _save(out_dir, m, key, index, filtered=0, index_file=index_file)
+    _save(out_dir, m, key, index, filtered=0, index_file=index_file, bounds=bounds)
     if quality.exact:
         return
     params = ", ".join(f"{k} {v}" for k, v in quality.search_params.items()) or "no search parameter to tune"
@@ -171,8 +204,18 @@ def _build(out_dir: Path, m: ModelData, key: str, usable: np.ndarray, opts, *, r
              "rebuild with another --index-type (flat, or HNSW32) or a larger --max-memory")
 
 
-def _save(out_dir: Path, m: ModelData, key: str, index, *, filtered: int, index_file: str | None = None) -> None:
+def _save(out_dir: Path, m: ModelData, key: str, index, *, filtered: int, index_file: str | None = None,
+          bounds=None, touched=None) -> None:
+    """Write the index (one file, or with ``bounds`` one file per shard, only the ``touched`` ones when the
+    shard files stay the same) and record it in the model's attributes."""
     index_file = index_file or m.attrs.get("index_file") or f"{key}.faiss"
+    if bounds is not None:
+        previous = shard_records(m.attrs) if "index_shards" in m.attrs and touched is not None else None
+        m.attrs.update(save_shards(out_dir, index, bounds, stem_of(index_file), previous=previous, touched=touched))
+        m.attrs["index_filtered"] = int(filtered)
+        return
+    m.attrs.pop("index_shards", None)
+    index_file = f"{stem_of(index_file)}.faiss"
     path = out_dir / index_file
     sha = save_index(index, path)
     size = path.stat().st_size

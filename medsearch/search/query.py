@@ -16,8 +16,10 @@ from ..ingest.encoders import Preprocess, load_encoder
 from ..errors import ImageError, MedsearchError
 from ..ingest.images import load_image
 from ..storage.embeddings import RowsView
-from ..storage.faiss_index import FLAT, build_index, faiss_inner, load_index, search
+from ..storage.faiss_index import FLAT, build_index, load_index, search
+from ..storage.index_shards import structure_of
 from ..storage.index_update import index_row_ids
+from ..storage.shard_files import open_index
 from ..ingest.fingerprints import sha256_of_file
 from ..options import check_whole
 from ..storage.store import ModelData, StoreData, provenance, read_store
@@ -103,17 +105,21 @@ def _check_options(images: list[str], options: QueryOptions) -> None:
 
 
 def searcher(index_dir, key: str, m: ModelData, exact: bool):
-    """The index to search and what it is: the model's saved index, or with ``exact`` a flat index over the
-    stored vectors of the rows the saved index holds (the same rows, answered exactly)."""
+    """The index to search and what it is: the model's saved index (a sharded one as one faiss.IndexShards over
+    its memory-mapped shard files), or with ``exact`` a flat index over the stored vectors of the rows the
+    saved index holds (the same rows, answered exactly)."""
     if exact:
         usable = m.usable()
         return build_index(RowsView(m.embedding, usable), usable, FLAT), SearchInfo(
             index_type="flat", factory="IndexFlat", exact=True, recall_at_10=1.0)
     a = m.attrs
-    index = load_index(Path(index_dir) / a.get("index_file", f"{key}.faiss"), dim=m.dim,
-                       ntotal=int(a.get("index_ntotal", -1)), sha256=a.get("index_sha256"),
-                       fingerprint=a.get("index_fingerprint"), size=a.get("index_size"))
-    inner = faiss_inner(index)
+    if "index_shards" in a:
+        index = open_index(index_dir, a, dim=m.dim, mmap=True)
+    else:
+        index = load_index(Path(index_dir) / a.get("index_file", f"{key}.faiss"), dim=m.dim,
+                           ntotal=int(a.get("index_ntotal", -1)), sha256=a.get("index_sha256"),
+                           fingerprint=a.get("index_fingerprint"), size=a.get("index_size"))
+    inner = structure_of(index)
     factory = m.attrs.get("index_factory") or type(inner).__name__
     exact_index = isinstance(inner, faiss.IndexFlat)
     recall = m.attrs.get("index_recall_at_10", 1.0 if exact_index else None)

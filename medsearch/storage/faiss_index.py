@@ -25,6 +25,7 @@ from ..errors import MedsearchError
 from .atomic import atomic_write_with, sha256_file
 from .index_build import TUNING_QUERIES, build_tuned_index, first_line
 from .index_search import rerank, search
+from .index_shards import structure_of
 from .index_specs import (DEFAULT_MAX_INDEX_MEMORY, FLAT, RECALL_K, RECALL_TARGET, IndexQuality, auto_index_type,
                           check_max_memory, check_recall_target, faiss_inner, index_memory_estimate, normalize,
                           resolve_index_type)
@@ -56,7 +57,7 @@ def quality_attrs(quality: IndexQuality, index: faiss.Index, *, file_size: int |
         per_vector = file_size / max(1, n)
     else:
         per_vector = index_memory_estimate(quality.spec, n, index.d) / max(1, n)
-    return {"index_factory": type(faiss_inner(index)).__name__, "index_spec": quality.spec,
+    return {"index_factory": type(structure_of(index)).__name__, "index_spec": quality.spec,
             "index_exact": bool(quality.exact), "index_recall_at_10": float(quality.recall_at_10),
             "index_recall_target": float(quality.recall_target),
             "index_search_params": json.dumps(quality.search_params, sort_keys=True),
@@ -86,9 +87,12 @@ def index_fingerprint(path: str | os.PathLike) -> str:
 
 
 def load_index(path: str | os.PathLike, *, dim: int, ntotal: int, fingerprint: str | None = None,
-               size: int | None = None, sha256: str | None = None, verify: bool = False) -> faiss.Index:
+               size: int | None = None, sha256: str | None = None, verify: bool = False,
+               mmap: bool = False) -> faiss.Index:
     """Read an index file after checking it is the one the store recorded: its ``size`` and ``fingerprint``
-    (cheap); the full ``sha256`` only with ``verify`` or when neither cheap record exists (older stores)."""
+    (cheap); the full ``sha256`` only with ``verify`` or when neither cheap record exists (older stores).
+    ``mmap``: map the file's codes, vectors and inverted lists (FAISS's IO_FLAG_MMAP_IFC) so that the OS pages
+    them from disk; such an index can only be searched (FAISS aborts the process on an add or a removal)."""
     path = Path(path)
     if not path.is_file():
         raise MedsearchError(f"index file '{path}' is missing: rebuild it with `medsearch index` (the store is intact)")
@@ -99,7 +103,7 @@ def load_index(path: str | os.PathLike, *, dim: int, ntotal: int, fingerprint: s
         raise MedsearchError(f"index file '{path}' does not match the store (size or checksum differs): "
                              "rebuild it with `medsearch index` on this store")
     try:
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
     except RuntimeError as exc:
         raise MedsearchError(f"cannot read index file '{path}' ({first_line(exc)}): rebuild it with `medsearch index`") from None
     if index.d != dim or index.ntotal != ntotal:

@@ -1,7 +1,16 @@
 """Building an index from stored vectors that need not fit in memory: ``vectors`` is anything indexed by
 position (``.shape``, ``vectors[a:b]``, ``vectors[increasing int array]`` -> float32), e.g. a lazy reader of the
 store. A training sample is read once, the rows are added a slice at a time, and the same pass computes the
-exact neighbours of the held-out rows that tune an approximate index (index_tuning)."""
+exact neighbours of the held-out rows that tune an approximate index (index_tuning).
+
+Sharded (``bounds``, index_shards): one index type is resolved for the whole store, as unsharded, and an
+IVF/PQ index is trained once on the store-wide sample; each shard is a copy of that trained, empty index
+filled with its row range. Shared training rather than a build_tuned_index per shard because then every
+shard has the same centroids and codebooks (one nprobe means the same in each; one k-means, not N), a
+small shard needs no training rows of its own, and one tuning of the merged answer on the same held-out
+rows gives the search parameters and the recall@10 that `query` actually gets. HNSW needs no training: each
+shard grows its own graph.
+"""
 from __future__ import annotations
 
 import faiss
@@ -10,6 +19,7 @@ import numpy as np
 from ..errors import MedsearchError
 from .index_specs import (DEFAULT_MAX_INDEX_MEMORY, RECALL_K, RECALL_TARGET, IndexQuality, check_recall_target,
                           normalize, resolve_index_type)
+from .index_shards import add_routed, combine
 from .index_tuning import READ_ROWS, tune
 
 TUNING_QUERIES = 2000         # held-out stored vectors: half choose the parameters, half measure the recall
@@ -22,10 +32,12 @@ KMEANS_MIN_ROWS_PER_LIST = 32  # below this FAISS warns; the sample is sized at 
 
 
 def build_tuned_index(vectors, row_ids, index_type: str = "Flat", *, recall_target: float = RECALL_TARGET,
-                      max_memory: int = DEFAULT_MAX_INDEX_MEMORY, seed: int = 0) -> tuple[faiss.Index, IndexQuality]:
+                      max_memory: int = DEFAULT_MAX_INDEX_MEMORY, seed: int = 0,
+                      bounds=None) -> tuple[faiss.Index, IndexQuality]:
     """An index of ``vectors`` (normalised here) with ids ``row_ids`` (store row numbers), and how exact it is.
     ``index_type``: 'flat', 'auto' (chosen by size and ``max_memory`` bytes) or a FAISS factory string.
-    Approximate ones get the cheapest search parameters reaching ``recall_target`` on held-out rows."""
+    Approximate ones get the cheapest search parameters reaching ``recall_target`` on held-out rows.
+    ``bounds`` (index_shards.shard_bounds): a faiss.IndexShards of one shard per row range instead."""
     target = check_recall_target(recall_target)
     n, dim = vectors.shape
     ids = np.asarray(row_ids, dtype=np.int64).reshape(-1)
@@ -38,17 +50,18 @@ def build_tuned_index(vectors, row_ids, index_type: str = "Flat", *, recall_targ
         raise MedsearchError(f"FAISS does not understand index type '{index_type}' ({first_line(exc)}): "
                              "use flat, auto, or a factory string like HNSW32 or IVF256,Flat") from None
     trained_rows = 0 if inner.is_trained else _train(inner, vectors, spec, seed)
-    index = wrap_ids(inner)
+    index = wrap_ids(inner) if bounds is None else \
+        combine([wrap_ids(faiss.clone_index(inner)) for _ in range(len(bounds) - 1)])
     exact = isinstance(faiss.downcast_index(inner), faiss.IndexFlat)
     held = np.empty(0, dtype=np.int64) if exact else _held_out(n, seed)
     quality = IndexQuality(exact=exact, recall_at_10=1.0 if exact else float("nan"))
     if held.size:
         queries = read_positions(vectors, held, normalized=True)
-        truth = ids[_fill(index, vectors, ids, held, queries)]
+        truth = ids[_fill(index, vectors, ids, held, queries, bounds)]
         quality = tune(index, queries, truth, target, _id_reader(vectors, ids))
-        index.add_with_ids(queries, ids[held])
+        add_routed(index, queries, ids[held], bounds)
     else:
-        _fill(index, vectors, ids, held, None)
+        _fill(index, vectors, ids, held, None, bounds)
     quality.spec, quality.recall_target, quality.trained_rows = spec, target, trained_rows
     return index, quality
 
@@ -116,7 +129,7 @@ def _held_out(n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-def _fill(index, vectors, ids, held: np.ndarray, queries) -> np.ndarray | None:
+def _fill(index, vectors, ids, held: np.ndarray, queries, bounds) -> np.ndarray | None:
     """Add every row not in ``held``, a slice at a time; with ``queries`` (the held rows), also return the
     positions of each one's exact RECALL_K nearest rows among those added, found in the same pass."""
     n = vectors.shape[0]
@@ -127,7 +140,7 @@ def _fill(index, vectors, ids, held: np.ndarray, queries) -> np.ndarray | None:
     for start in range(0, n, step):
         x = normalize(vectors[start:start + step])
         keep = ~is_held[start:start + x.shape[0]]
-        index.add_with_ids(x[keep], ids[start:start + x.shape[0]][keep])
+        add_routed(index, x[keep], ids[start:start + x.shape[0]][keep], bounds)
         if top is not None:
             top.update(x, start, ~keep)
     return None if top is None else top.rows

@@ -1,16 +1,27 @@
 """Searching an index as it was tuned: its recorded search parameters (efSearch, nprobe), exact re-ranking of
 a lossy (PQ) index's candidates from the stored vectors, and rows that must not come back (removed rows still
-inside an HNSW graph) left out inside FAISS, so that k answers still come back."""
+inside an HNSW graph) left out inside FAISS, so that k answers still come back.
+
+A sharded index (faiss.IndexShards, index_shards) is searched the same way, its shards in parallel. One FAISS
+limit is worked around: IndexIDMap's search swaps the selector inside the SearchParameters it is given for
+its own translated one while it runs, so shards under an id map that share one parameters object in
+IndexShards's threads race on it (a crash, or another shard's id map). Such a search with excluded rows gives
+each shard its own parameters, runs the shards in a thread pool, and merges with FAISS's merge_knn_results,
+the merge IndexShards uses.
+"""
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import faiss
 import numpy as np
 
 from ..errors import MedsearchError
-from .index_specs import RECALL_K, faiss_inner, normalize
+from .index_shards import is_sharded, shards_of, structure_of
+from .index_specs import RECALL_K, normalize
 
 RERANK_ROWS_PER_READ = 16_384     # candidate rows read (and held) at once while re-ranking
 MISSING_SIM = np.float32(-np.finfo(np.float32).max)  # what FAISS pads inner-product results with
@@ -45,7 +56,7 @@ def search(index: faiss.Index, queries, k: int, *, params: dict | None = None, r
 def _probe_until_full(index, q, fetch, params, exclude_rows, sims, ids):
     """An IVF index probing few lists can find fewer than ``fetch`` rows (a large k, many excluded rows): probe
     twice as many lists until every query has its answers or every list is probed."""
-    inner = faiss_inner(index)
+    inner = structure_of(index)
     if not isinstance(inner, faiss.IndexIVF):
         return sims, ids
     nprobe = int(params.get("nprobe", inner.nprobe))
@@ -90,7 +101,7 @@ def top_by_sims(candidates: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.nd
 def _search_with(index, q, k, params: dict, exclude_rows) -> tuple[np.ndarray, np.ndarray]:
     """FAISS search with ``params`` and the exclusion as per-call SearchParameters (the index is not changed);
     an index whose structure takes no typed parameters is searched deeper and filtered instead."""
-    inner = faiss_inner(index)
+    inner = structure_of(index)
     if exclude_rows is not None and not isinstance(exclude_rows, np.ndarray):
         exclude_rows = list(exclude_rows)
     exclude = np.unique(np.asarray([] if exclude_rows is None else exclude_rows, dtype=np.int64))
@@ -99,12 +110,35 @@ def _search_with(index, q, k, params: dict, exclude_rows) -> tuple[np.ndarray, n
         keep.append(faiss.IDSelectorNot(keep[0]))
     selector = keep[-1] if keep else None
     typed = _typed_params(inner, params, selector, k)
+    if typed is not None and selector is not None and is_sharded(index) \
+            and isinstance(shards_of(index)[0], faiss.IndexIDMap):
+        return _search_each_shard(index, q, k, lambda: _typed_params(inner, params, selector, k))
     if typed is not None or not exclude.size:
         return index.search(q, k, params=typed)
     more = min(index.ntotal, k + exclude.size)
     sims, ids = index.search(q, more)
     gone = np.isin(ids, exclude)
     return top_by_sims(np.where(gone, -1, ids), np.where(gone, -np.inf, sims), k)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _search_each_shard(index, q, k: int, make_params) -> tuple[np.ndarray, np.ndarray]:
+    """Each shard searched in a thread (FAISS releases the GIL) with parameters of its own, merged as
+    IndexShards merges (see the module docstring)."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1), thread_name_prefix="medsearch-shard")
+
+    def one(shard):
+        params = make_params()   # held here for the whole search: FAISS does not own it
+        return shard.search(q, k, params=params)
+
+    answers = list(_pool.map(one, shards_of(index)))
+    sims = np.ascontiguousarray(np.stack([a[0] for a in answers]))
+    ids = np.ascontiguousarray(np.stack([a[1] for a in answers]))
+    return faiss.merge_knn_results(sims, ids, keep_max=True)
 
 
 def _typed_params(inner, params: dict, selector, k: int):

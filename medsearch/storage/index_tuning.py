@@ -11,6 +11,7 @@ import faiss
 import numpy as np
 
 from .index_search import search, top_by_sims
+from .index_shards import shards_of, structure_of
 from .index_specs import IndexQuality, faiss_inner, normalize
 
 EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
@@ -22,11 +23,12 @@ READ_ROWS = 8_192                         # stored rows read at once
 def tune(index, queries: np.ndarray, truth: np.ndarray, target: float, read_ids) -> IndexQuality:
     """Search parameters for ``index`` (the held-out rows not added yet): ``queries`` are the held-out vectors
     (normalised), ``truth`` their exact neighbours' row ids. ``read_ids(sorted row ids) -> vectors`` reads
-    stored vectors for re-ranking. The index keeps the chosen efSearch/nprobe; IndexQuality says what it got."""
+    stored vectors for re-ranking. The index keeps the chosen efSearch/nprobe; IndexQuality says what it got.
+    A sharded index is tuned and measured on its merged answer, the one `query` gives."""
     k = truth.shape[1]
     choose, check = slice(0, None, 2), slice(1, None, 2)
     name, values, apply, scan_cost = search_knob(index)
-    inner = faiss_inner(index)
+    inner = structure_of(index)
     dim = queries.shape[1]
     depths = RERANK_DEPTHS if _lossy(inner) else (0,)
     exact_choose = ExactSims(queries[choose], read_ids)
@@ -51,21 +53,24 @@ def tune(index, queries: np.ndarray, truth: np.ndarray, target: float, read_ids)
 
 
 def search_knob(index) -> tuple[str | None, tuple, Callable, Callable]:
-    """The search parameter of an approximate index, the values to try (cheapest first), its setter, and the
-    bytes of codes one query reads at a value (comparable with the 4 * dim bytes of each re-ranked row)."""
-    inner = faiss_inner(index)
+    """The search parameter of an approximate index, the values to try (cheapest first), its setter (on every
+    shard of a sharded index), and the bytes of codes one query reads at a value (comparable with the 4 * dim
+    bytes of each re-ranked row; a query visits every shard's graph, and probes every shard's lists)."""
+    structures = [faiss_inner(s) for s in shards_of(index)]
+    inner = structures[0]
     if isinstance(inner, faiss.IndexHNSW):
         code = inner.storage.sa_code_size()
-        return ("efSearch", EF_SEARCH, lambda v: setattr(inner.hnsw, "efSearch", int(v)),
-                lambda v: v * inner.hnsw.nb_neighbors(0) * code)
+        return ("efSearch", EF_SEARCH, lambda v: [setattr(s.hnsw, "efSearch", int(v)) for s in structures],
+                lambda v: len(structures) * v * inner.hnsw.nb_neighbors(0) * code)
     try:
-        ivf = faiss.extract_index_ivf(inner)
+        ivfs = [faiss.extract_index_ivf(s) for s in structures]
     except RuntimeError:
         return None, (None,), lambda v: None, lambda v: 0
-    probes = tuple(2 ** i for i in range(int(math.log2(ivf.nlist)) + 1))
-    probes += (ivf.nlist,) if ivf.nlist & (ivf.nlist - 1) else ()
-    per_list = max(1, index.ntotal) / ivf.nlist * ivf.code_size
-    return "nprobe", probes, lambda v: setattr(ivf, "nprobe", int(v)), lambda v: v * per_list
+    nlist = ivfs[0].nlist
+    probes = tuple(2 ** i for i in range(int(math.log2(nlist)) + 1))
+    probes += (nlist,) if nlist & (nlist - 1) else ()
+    per_list = max(1, index.ntotal) / nlist * ivfs[0].code_size
+    return "nprobe", probes, lambda v: [setattr(ivf, "nprobe", int(v)) for ivf in ivfs], lambda v: v * per_list
 
 
 def _lossy(inner) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -52,10 +53,16 @@ class StoreSummary(JsonResult):
 
 
 def _index_record(attrs: dict) -> dict:
-    """A model's index_* attributes without the prefix; the search parameters as the object they encode."""
+    """A model's index_* attributes without the prefix; the search parameters and the shard records as the
+    objects they encode, and for a sharded index ``shard_count`` (absent: one index file)."""
     record = {k[len("index_"):]: v for k, v in attrs.items() if k.startswith("index_")}
     if "search_params" in record:
         record["search_params"] = json.loads(record["search_params"])
+    if "shards" in record:   # checked: a damaged record is refused in one line
+        from .shard_files import shard_records
+
+        record["shards"] = [dataclasses.asdict(r) for r in shard_records(attrs)]
+        record["shard_count"] = len(record["shards"])
     return record
 
 
@@ -85,18 +92,13 @@ VERIFY_BLOCK_ROWS = 65_536  # embeddings read at a time by --verify
 
 def _verify(index_dir: str, data) -> str:
     """Read every embedding (a non-finite value is refused where it is read) and hash every index file."""
-    from pathlib import Path
-
-    from .faiss_index import load_index
+    from .shard_files import open_index
 
     for key, m in data.models.items():
         for start in range(0, len(data), VERIFY_BLOCK_ROWS):
             m.embedding[start:start + VERIFY_BLOCK_ROWS]
-        a = m.attrs
-        if "index_file" in a:
-            load_index(Path(index_dir) / a["index_file"], dim=m.dim, ntotal=int(a["index_ntotal"]),
-                       fingerprint=a.get("index_fingerprint"), size=a.get("index_size"),
-                       sha256=a.get("index_sha256"), verify=True)
+        if "index_file" in m.attrs:
+            open_index(index_dir, m.attrs, dim=m.dim, mmap=True, verify=True)  # every shard file, when sharded
     return "every embedding read and finite; every index file's sha256 equal to the one recorded"
 
 
