@@ -38,6 +38,7 @@ from tqdm import tqdm
 from ..errors import ImageError, MedsearchError
 from ..options import available_cores
 from ..storage.schema import EMBEDDED, SKIPPED, ZERO_FILLED
+from .sources import SHA256_INFO
 
 ON_MISSING = ("skip", "zero")
 
@@ -48,6 +49,7 @@ class Batch:
     embedding: np.ndarray     # float32 (len(rows), dim); zeros for skipped rows
     state: np.ndarray         # int8 EMBEDDED / ZERO_FILLED / SKIPPED
     reason: list[str]         # why a row was skipped or zero-filled
+    sha256: list[str] | None = None  # sha256 of the bytes read, for rows read from a URI ('' for the others)
 
 
 def aligned_batches(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -136,12 +138,7 @@ def embed_rows(open_image: Callable[..., object], rows: np.ndarray, encoder, *, 
     draft = encoder.preprocess.resize
 
     def decode(row: int):
-        try:
-            return encoder.prepare(open_image(int(row), draft_size=draft)), ""
-        except ImageError as exc:
-            return None, str(exc)
-        except Exception as exc:  # a decoder bug on one odd file must not end a long run
-            return None, f"cannot decode: {type(exc).__name__}: {exc}".replace("\n", " ")
+        return decode_row(lambda: open_image(int(row), draft_size=draft), encoder.prepare)
 
     on_cpu = _on_cpu(encoder)
     overlap = overlaps_forward(workers, cores=available_cores(), torch_threads=torch.get_num_threads(), on_cpu=on_cpu)
@@ -166,7 +163,7 @@ def embed_rows(open_image: Callable[..., object], rows: np.ndarray, encoder, *, 
                 if overlap:
                     fill(prefetch + 1)
                 decoded = [f.result() for f in futures]
-                out = _encode_batch(batch, decoded, encoder, on_missing)
+                out = encode_batch(batch, decoded, encoder, on_missing)
                 if not overlap:  # the next batch decodes while the caller handles this one, not during a forward pass
                     fill(1)
                 yield out
@@ -178,11 +175,23 @@ def embed_rows(open_image: Callable[..., object], rows: np.ndarray, encoder, *, 
             bar.close()
 
 
-def _encode_batch(batch: np.ndarray, decoded: list, encoder, on_missing: str) -> Batch:
-    ok = [i for i, (arr, _) in enumerate(decoded) if arr is not None]
+def decode_row(open_image: Callable[[], object], prepare: Callable) -> tuple[np.ndarray | None, str, str]:
+    """(prepared pixels or None, why not, sha256 of the bytes when read from a URI) of one row."""
+    try:
+        img = open_image()
+        return prepare(img), "", img.info.get(SHA256_INFO, "")
+    except ImageError as exc:
+        return None, str(exc), ""
+    except Exception as exc:  # a decoder bug on one odd file must not end a long run
+        return None, f"cannot decode: {type(exc).__name__}: {exc}".replace("\n", " "), ""
+
+
+def encode_batch(batch: np.ndarray, decoded: list, encoder, on_missing: str) -> Batch:
+    """Encode the rows of ``batch`` that ``decode_row`` decoded; the others are skipped or zero-filled."""
+    ok = [i for i, (arr, _, _) in enumerate(decoded) if arr is not None]
     embedding = np.zeros((len(batch), encoder.dim), dtype=np.float32)
     state = np.full(len(batch), EMBEDDED, dtype=np.int8)
-    reason = [why for _, why in decoded]
+    reason = [why for _, why, _ in decoded]
     if ok:
         embedding[ok] = encoder.encode(np.stack([decoded[i][0] for i in ok]))
     failed = [i for i in range(len(batch)) if decoded[i][0] is None]
@@ -198,4 +207,5 @@ def _encode_batch(batch: np.ndarray, decoded: list, encoder, on_missing: str) ->
         state[broken] = SKIPPED
         for i in broken:
             reason[i] = "the encoder's output is not finite (NaN or infinity): check the weights and --norm"
-    return Batch(batch, embedding, state, reason)
+    shas = [sha for _, _, sha in decoded]
+    return Batch(batch, embedding, state, reason, shas if any(shas) else None)

@@ -1,7 +1,8 @@
 """Content fingerprints of a dataset's images: what ties each stored row to the bytes it was embedded from.
 
 Each row records the sha256 of its image file (of the image array for an .npz) and the file's (size,
-mtime_ns). A later `index` run stats every file again (cheap) and re-hashes only those whose stat changed, so
+mtime_ns); a row read from a URI, the sha256 of the bytes its worker read when it was embedded (its
+stat is unknown, so a later run does not re-read it). A later `index` run stats every file again (cheap) and re-hashes only those whose stat changed, so
 a file edited or replaced on disk is found and re-embedded, a dataset moved or copied elsewhere is verified
 byte for byte, and byte-identical images (a known source of train/test leakage) can be reported.
 """
@@ -61,7 +62,7 @@ def fingerprint(ds, rows, *, known_sha: list[str] | None = None, known_stat: np.
 
     def one(j: int) -> tuple[str, tuple[int, int]]:
         i = rows[j]
-        if i in ds.missing:
+        if i in ds.missing or ds.is_uri(i):  # a URI's bytes are fingerprinted by the worker that reads them
             return "", UNKNOWN_STAT
         path = ds.path(i)
         if path is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import MedsearchError
 from .images import IMAGE_EXTENSIONS
 from .layouts import is_hidden
+from .sources import unreadable_uri, uri_scheme
 
 
 def image_folder(root: Path, images_dir: str | None) -> Path:
@@ -34,9 +35,13 @@ def stem_index(folder: Path) -> dict[str, str]:
 
 
 def resolve(image_root: Path, root: Path, name: str, listing: dict[str, str]) -> tuple[str, str | None]:
-    """Relative path (to ``root``) of the image a manifest names, and why it is missing (None if found)."""
+    """Relative path (to ``root``) of the image a manifest names, and why it is missing (None if found). A URI
+    (file://, s3://, gs://) is kept as given and read where it is by the process that embeds it."""
+    if uri_scheme(name):
+        return name, unreadable_uri(name)
     if os.path.isabs(name):
-        return name, "absolute path in manifest; paths must be relative to the dataset folder"
+        return name, ("absolute path in manifest; paths must be relative to the dataset folder, or URIs read "
+                      "where they are (file:///shared/x.png, s3://bucket/x.png)")
     candidate = image_root / name
     if not os.path.splitext(name)[1] and name in listing:
         candidate = image_root / listing[name]

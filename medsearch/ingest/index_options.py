@@ -141,9 +141,16 @@ class IndexOptions:
             raise MedsearchError(f"unknown --engine '{printable(str(self.engine))}': use {' or '.join(ENGINES)}")
         if self.engine != "ray" and (self.ray_address or self.gpus_per_worker):
             raise MedsearchError("--ray-address and --gpus-per-worker are options of the Ray engine: add --engine ray")
+        if self.engine == "ray" and self.device != "cpu":
+            raise MedsearchError("--device places the local engine's model; with --engine ray the encoder runs on the "
+                                 "workers: use --gpus-per-worker to give them GPUs")
         if not (is_real(self.gpus_per_worker) and self.gpus_per_worker >= 0):
             raise MedsearchError(f"--gpus-per-worker must be a number >= 0 (e.g. 1, or 0.5 to share a GPU), "
                                  f"got {self.gpus_per_worker!r}")
+        if self.engine == "ray":
+            from .ray_engine import import_ray
+
+            import_ray()  # installed? (before any work, not after the dataset scan)
         if isinstance(self.shards, bool) or not isinstance(self.shards, Integral) or self.shards < 1:
             raise MedsearchError(f"--shards must be a whole number >= 1, got {self.shards!r}")
 

@@ -7,6 +7,7 @@ interrupted run resumes), rebuild the FAISS index when its rows changed, and sum
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -32,9 +33,12 @@ from .index_summary import EXAMPLES_SHOWN, REPORT_FILE, IndexSummary, ModelIndex
 from .compact import compact_open_store, needs_compaction, remove_leftover_index_files
 from .log import log
 from .model_index import refresh_index
+from .ray_engine import EncoderRecipe
 from .reconcile import open_store, reconcile
 
 __all__ = ["index_dataset"]
+
+COMMIT_ROWS = 1 << 18  # rows embedded between commits at most, whatever --commit-every says
 
 
 def index_dataset(dataset: str, options: IndexOptions | None = None, **overrides) -> IndexSummary:
@@ -62,11 +66,13 @@ def index_dataset(dataset: str, options: IndexOptions | None = None, **overrides
         _log_dataset(ds, out_dir)
         row_of, summary.changes = reconcile(out_dir, data, ds, opts)
         summary.duplicates = file_duplicates(data, row_of)
-        open_row = _row_opener(ds, data, row_of)
-        for model in opts.models:
-            encoder = load_encoder(model, weights=weight_of.get(model), random_init=opts.random_init,
-                                   device=opts.device, preprocess=preprocesses[model])
-            summary.models[keys[model]] = _index_model(out_dir, data, open_row, encoder, keys[model], opts, row_of)
+        with engine_session(opts):
+            for model in opts.models:
+                recipe = EncoderRecipe(model, weight_of.get(model), opts.random_init, preprocesses[model])
+                encoder = load_encoder(model, weights=recipe.weights, random_init=recipe.random_init,
+                                       device=opts.device, preprocess=recipe.preprocess)
+                embedder = _embedder(ds, data, row_of, opts, recipe)
+                summary.models[keys[model]] = _index_model(out_dir, data, embedder, encoder, keys[model], opts, row_of)
         if opts.auto_compact and needs_compaction(data):
             summary.compaction = compact_open_store(out_dir, data)
         atomic_write_json(out_dir / REPORT_FILE, summary.to_json())
@@ -97,30 +103,57 @@ def _log_dataset(ds: Dataset, out_dir: Path) -> None:
         log(f"  ... and {len(ds.dropped) - EXAMPLES_SHOWN} more manifest rows not stored (see {REPORT_FILE})")
 
 
-def _row_opener(ds: Dataset, data: StoreData, row_of: np.ndarray):
+def engine_session(opts: IndexOptions):
+    """Where the embedding runs for this `index` call: nothing to set up locally; Ray connected (or started)
+    once for every model."""
+    if opts.engine == "ray":
+        from .ray_engine import ray_session
+
+        return ray_session(opts.ray_address)
+    return contextlib.nullcontext()
+
+
+def _embedder(ds: Dataset, data: StoreData, row_of: np.ndarray, opts: IndexOptions, recipe):
+    """``embed(rows, encoder, desc)``: the engine's batches of store rows ``rows``."""
     ds_index = np.full(len(data), -1, dtype=np.int64)
     ds_index[row_of] = np.arange(len(ds))
+    gone = "no longer in the dataset"
 
     def open_row(row: int, draft_size: int | None = None):
         i = int(ds_index[row])
         if i < 0:
-            raise ImageError("no longer in the dataset")
+            raise ImageError(gone)
         return ds.open(i, draft_size=draft_size)
 
-    return open_row
+    def row_info(row: int) -> tuple[str, str]:
+        i = int(ds_index[row])
+        return (data.sources[row], gone) if i < 0 else (ds.sources[i], ds.missing.get(i, ""))
+
+    def embed(rows: np.ndarray, encoder, desc: str):
+        if opts.engine == "ray":
+            from .ray_engine import ray_embed_rows
+
+            return ray_embed_rows(ds.row_source(), row_info, rows, encoder, recipe, batch_size=opts.batch_size,
+                                  on_missing=opts.on_missing, gpus_per_worker=opts.gpus_per_worker,
+                                  progress=opts.progress, desc=desc)
+        return embed_rows(open_row, rows, encoder, batch_size=opts.batch_size, workers=opts.workers,
+                          on_missing=opts.on_missing, progress=opts.progress, desc=desc)
+
+    return embed
 
 
 # --- the per-model step ------------------------------------------------------------------------------------
 
-def _index_model(out_dir: Path, data: StoreData, open_row, encoder, key: str, opts: IndexOptions,
+def _index_model(out_dir: Path, data: StoreData, embed, encoder, key: str, opts: IndexOptions,
                  row_of: np.ndarray) -> ModelIndexSummary:
     """Embed the rows of model ``key`` not yet embedded, rebuild its index if its rows changed, sum it up."""
     journal = _open_model(out_dir, data, key, encoder)
     m = data.models[key]
     todo = np.flatnonzero(((m.state == PENDING) | (m.state == SKIPPED)) & ~data.is_removed())
+    how = "Ray actors" if opts.engine == "ray" else f"{opts.workers} decode workers"
     log(f"{key}: {len(data) - len(todo)} rows already stored, embedding {len(todo)} "
-        f"(batch {opts.batch_size}, {opts.workers} decode workers, {encoder.weights_source})")
-    seconds = _embed(out_dir, data, m, open_row, todo, encoder, journal, key, opts)
+        f"(batch {opts.batch_size}, {how}, {encoder.weights_source})")
+    seconds = _embed(out_dir, data, m, embed, todo, encoder, journal, key, opts)
     usable = m.usable()
     if usable.size == 0:
         _commit(data, out_dir, journal)
@@ -147,22 +180,34 @@ def _open_model(out_dir: Path, data: StoreData, key: str, encoder) -> Journal:
     return journal
 
 
-def _embed(out_dir: Path, data: StoreData, m: ModelData, open_row, todo: np.ndarray, encoder, journal: Journal,
+def _embed(out_dir: Path, data: StoreData, m: ModelData, embed, todo: np.ndarray, encoder, journal: Journal,
            key: str, opts: IndexOptions) -> float:
-    """Embed rows ``todo`` into ``m``, each batch journaled, the store committed every ``commit_every`` seconds;
-    returns the seconds taken."""
+    """Embed rows ``todo`` into ``m``, each batch journaled, the store committed every ``commit_every`` seconds
+    or every COMMIT_ROWS rows, whichever comes first (a cluster embeds millions of rows in 300 s, and a commit's
+    rows are held in memory until it is written); returns the seconds taken. Rows read from a URI get the
+    content fingerprint their worker took."""
     t0 = last_commit = time.perf_counter()
-    for batch in embed_rows(open_row, todo, encoder, batch_size=opts.batch_size, workers=opts.workers,
-                            on_missing=opts.on_missing, progress=opts.progress, desc=key):
+    pending = 0
+    for batch in embed(todo, encoder, key):
         journal.append(batch.rows, [data.ids[r] for r in batch.rows], batch.embedding, batch.state, batch.reason)
         m.embedding[batch.rows], m.state[batch.rows] = batch.embedding, batch.state
         for r, why in zip(batch.rows, batch.reason):
             m.reason[r] = why
         m.touch(batch.rows)
-        if time.perf_counter() - last_commit > opts.commit_every:
+        if batch.sha256:
+            _record_fingerprints(data, batch)
+        pending += len(batch.rows)
+        if time.perf_counter() - last_commit > opts.commit_every or pending >= COMMIT_ROWS:
             _commit(data, out_dir, journal)
-            last_commit = time.perf_counter()
+            last_commit, pending = time.perf_counter(), 0
     return time.perf_counter() - t0
+
+
+def _record_fingerprints(data: StoreData, batch) -> None:
+    for r, sha in zip(batch.rows.tolist(), batch.sha256):
+        if sha and data.sha256 is not None and data.sha256[r] != sha:
+            data.sha256[r] = sha
+            data.touch(r)
 
 
 def _commit(data: StoreData, out_dir: Path, journal: Journal) -> None:

@@ -11,7 +11,8 @@ from PIL import Image
 
 from ..errors import ImageError, MedsearchError
 from ..storage.store import LabelledRows
-from .images import IMAGE_EXTENSIONS, array_to_image, load_image
+from .images import IMAGE_EXTENSIONS, array_to_image
+from .sources import RowSource, open_source, uri_scheme
 
 # Names a scan never enters or reads: dot files and folders (.ipynb_checkpoints, .DS_Store, ._x.png resource forks,
 # .~lock.labels.csv#) and macOS archive debris. A checkpoint copy beside its original is an exact duplicate
@@ -46,8 +47,17 @@ class Dataset(LabelledRows):
     _arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def path(self, i: int) -> str | None:
-        """File of row ``i`` (None for an npz row)."""
-        return None if self._arrays is not None else os.path.join(self.root, self.sources[i])
+        """File of row ``i`` on this machine (None for an npz row, and for a URI read where it is)."""
+        if self._arrays is not None or uri_scheme(self.sources[i]):
+            return None
+        return os.path.join(self.root, self.sources[i])
+
+    def is_uri(self, i: int) -> bool:
+        return self._arrays is None and uri_scheme(self.sources[i]) is not None
+
+    def row_source(self) -> RowSource:
+        """How another process (a Ray worker) opens this dataset's rows."""
+        return RowSource(self.root, npz=self._arrays is not None)
 
     def array(self, i: int) -> np.ndarray:
         """The stored array of an npz row."""
@@ -60,7 +70,7 @@ class Dataset(LabelledRows):
             raise ImageError(self.missing[i])
         if self._arrays is not None:
             return array_to_image(self.array(i))
-        return load_image(self.path(i), draft_size=draft_size)
+        return open_source(self.root, self.sources[i], draft_size=draft_size)
 
 
 def _is_image_name(name: str) -> bool:

@@ -56,17 +56,7 @@ class Encoder:
 
     def prepare(self, img: Image.Image) -> np.ndarray:
         """PIL image -> uint8 (crop, crop, 3): shorter side to ``resize``, centre crop, no normalisation."""
-        p = self.preprocess
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        w, h = img.size
-        # torchvision's Resize + CenterCrop geometry (integer resized size, rounded offsets), but
-        # resampling only the crop window: same pixels (within 1 grey level), no big intermediate.
-        rw, rh = (p.resize, int(p.resize * h / w)) if w <= h else (int(p.resize * w / h), p.resize)
-        left, top = round((rw - p.crop) / 2), round((rh - p.crop) / 2)
-        sx, sy = w / rw, h / rh
-        box = (left * sx, top * sy, (left + p.crop) * sx, (top + p.crop) * sy)
-        return np.array(img.resize((p.crop, p.crop), RESAMPLE[p.interpolation], box=box))
+        return prepare_image(img, self.preprocess)
 
     def encode(self, batch) -> np.ndarray:
         """uint8 (B, crop, crop, 3) numpy or torch -> float32 (B, dim)."""
@@ -112,6 +102,21 @@ class Encoder:
                 "pretrained": self.spec.pretrained, "weights_source": self.weights_source,
                 "weights_sha256": self.weights_sha256, "preprocess": self.preprocess.to_dict(),
                 "dim": self.dim, "versions": {k: _version(dist) for k, dist in _VERSIONED.items()}}
+
+
+def prepare_image(img: Image.Image, p: Preprocess) -> np.ndarray:
+    """PIL image -> uint8 (crop, crop, 3) as preprocessing ``p`` feeds the model: shorter side to ``resize``,
+    centre crop, no normalisation. Needs no model, so decoding can run where the model is not."""
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    w, h = img.size
+    # torchvision's Resize + CenterCrop geometry (integer resized size, rounded offsets), but
+    # resampling only the crop window: same pixels (within 1 grey level), no big intermediate.
+    rw, rh = (p.resize, int(p.resize * h / w)) if w <= h else (int(p.resize * w / h), p.resize)
+    left, top = round((rw - p.crop) / 2), round((rh - p.crop) / 2)
+    sx, sy = w / rw, h / rh
+    box = (left * sx, top * sy, (left + p.crop) * sx, (top + p.crop) * sy)
+    return np.array(img.resize((p.crop, p.crop), RESAMPLE[p.interpolation], box=box))
 
 
 def load_encoder(name: str, *, weights: str | None = None, random_init: bool = False,

@@ -1,0 +1,112 @@
+"""Where a row's image is read from, by whichever process decodes it: a file under the dataset folder, an
+array in an .npz, or a URI a CSV manifest gives for images that are not on this machine's disk.
+
+A URI is read where it is, by the process that embeds the row (a Ray worker, or this process): ``file://``
+(a path on a file system every worker mounts) with plain file reads, ``s3://`` and ``gs://`` through
+pyarrow's file systems (what Ray Data's own readers use; credentials from the usual environment). Such a row
+is recorded with its source as given; its content fingerprint is the sha256 of the bytes the worker read,
+taken when it is embedded, since the driver may not be able to read it at all.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ImageError
+from .images import array_to_image, load_image
+
+URI_SCHEMES = ("file", "s3", "gs", "gcs")
+SHA256_INFO = "medsearch_sha256"  # PIL ``info`` key of an image read from a URI: the sha256 of its bytes
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def uri_scheme(source: str) -> str | None:
+    """The scheme of ``source`` when it is a URI (``s3://b/k`` -> 's3'), else None."""
+    m = _URI.match(source)
+    return m.group(1).lower() if m else None
+
+
+def unreadable_uri(source: str) -> str | None:
+    """Why a URI cannot be read by medsearch (an unknown scheme, a file:// URI that is not absolute), or None."""
+    scheme = uri_scheme(source)
+    if scheme is None:
+        return None
+    if scheme not in URI_SCHEMES:
+        return (f"URI scheme '{scheme}' is not read; use file:// (a shared file system), s3:// or gs://")
+    if scheme == "file" and not urlsplit(source).path.startswith("/"):
+        return "a file:// URI needs an absolute path (file:///shared/images/x.png)"
+    return None
+
+
+def read_uri(uri: str) -> bytes:
+    """The bytes at ``uri``; raises ImageError with the reason when they cannot be read."""
+    scheme = uri_scheme(uri)
+    why = unreadable_uri(uri)
+    if why:
+        raise ImageError(why)
+    try:
+        if scheme == "file":
+            with open(unquote(urlsplit(uri).path), "rb") as f:
+                return f.read()
+        try:
+            from pyarrow import fs
+        except ImportError:
+            raise ImageError(f"reading {scheme}:// needs pyarrow: pip install 'medsearch[ray]'") from None
+        filesystem, path = fs.FileSystem.from_uri(uri)
+        with filesystem.open_input_stream(path) as f:
+            return f.read()
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except (OSError, ValueError) as exc:  # pyarrow raises OSError / ArrowInvalid (a ValueError)
+        raise ImageError(f"cannot read {uri}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def open_uri(uri: str, *, draft_size: int | None = None) -> Image.Image:
+    """The decoded RGB image at ``uri``, with the sha256 of its bytes in ``info[SHA256_INFO]``."""
+    raw = read_uri(uri)
+    img = load_image(io.BytesIO(raw), draft_size=draft_size)
+    img.info[SHA256_INFO] = hashlib.sha256(raw).hexdigest()
+    return img
+
+
+def open_source(root: str, source: str, *, draft_size: int | None = None) -> Image.Image:
+    """A file layout's row: a URI read where it is, or a path relative to the dataset folder ``root``."""
+    if uri_scheme(source):
+        return open_uri(source, draft_size=draft_size)
+    return load_image(os.path.join(root, source), draft_size=draft_size)
+
+
+@dataclass(frozen=True)
+class RowSource:
+    """How any process opens a dataset's rows from their stored ``source``: picklable and small (the dataset
+    folder, or the .npz file, which a worker loads once), so it can travel to Ray workers."""
+
+    root: str
+    npz: bool = False
+
+    def open(self, source: str, *, draft_size: int | None = None) -> Image.Image:
+        if self.npz:
+            split, j = source.rsplit("/", 1)
+            return array_to_image(_npz_arrays(self.root)[split][int(j)])
+        return open_source(self.root, source, draft_size=draft_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _npz_arrays(path: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k.removesuffix("_images"): z[k] for k in z.files if k.endswith("_images")}
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot read the dataset file {path} on this worker: {exc}") from None
