@@ -15,6 +15,7 @@ import io
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -41,8 +42,8 @@ def unreadable_uri(source: str) -> str | None:
         return None
     if scheme not in URI_SCHEMES:
         return (f"URI scheme '{scheme}' is not read; use file:// (a shared file system), s3:// or gs://")
-    if scheme == "file" and not urlsplit(source).path.startswith("/"):
-        return "a file:// URI needs an absolute path (file:///shared/images/x.png)"
+    if scheme == "file" and urlsplit(source).netloc not in ("", "localhost"):
+        return "a file:// URI needs an absolute path after its three slashes (file:///shared/images/x.png)"
     return None
 
 
@@ -86,6 +87,17 @@ def open_source(root: str, source: str, *, draft_size: int | None = None) -> Ima
     if uri_scheme(source):
         return open_uri(source, draft_size=draft_size)
     return load_image(os.path.join(root, source), draft_size=draft_size)
+
+
+def open_stored_file(root: str, source: str, *, draft_size: int | None = None) -> Image.Image:
+    """The image of a stored row of a file layout (``query --gallery``, `serve`): its URI, or its path under
+    the dataset root ``root``; a stored path that is absolute or leaves the root is not followed."""
+    if uri_scheme(source):
+        return open_uri(source, draft_size=draft_size)
+    rel = PurePosixPath(source.replace("\\", "/"))
+    if not root or rel.is_absolute() or ".." in rel.parts:
+        raise ImageError("its stored source is not a path under the dataset root")
+    return load_image(Path(root) / rel, draft_size=draft_size)
 
 
 @dataclass(frozen=True)

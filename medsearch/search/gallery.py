@@ -7,13 +7,14 @@ in the .npz the store was built from), decoded with `index`'s guards; one that c
 drawn as a grey tile saying so, never left out, so the sheet's ranks always match the printed results."""
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import ImageError, MedsearchError
 from ..ingest.images import array_to_image, load_image
+from ..ingest.sources import open_stored_file
 from ..storage.store import StoreData
 from .query_results import QueryResult
 
@@ -109,10 +110,7 @@ def _stored_image(data: StoreData, row: int, arrays: dict) -> Image.Image | None
                 with np.load(root, allow_pickle=False) as z:
                     arrays[split] = z[f"{split}_images"]
             return array_to_image(arrays[split][int(j)])
-        rel = PurePosixPath(source.replace("\\", "/"))
-        if not root or rel.is_absolute() or ".." in rel.parts:
-            return None
-        return load_image(Path(root) / rel)
+        return open_stored_file(root, source)
     except (ImageError, KeyError, ValueError, OSError):
         return None
 

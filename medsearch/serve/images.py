@@ -1,17 +1,17 @@
 """Stored images for thumbnails and queries by id: always found from the store's own row (its source under the
-dataset root, or its array in the .npz the store was built from), never from a path a client sent."""
+dataset root or its URI, or its array in the .npz the store was built from), never from a path a client sent."""
 from __future__ import annotations
 
 import io
 import threading
 from collections import OrderedDict
-from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ImageError
-from ..ingest.images import array_to_image, load_image
+from ..ingest.images import array_to_image
+from ..ingest.sources import open_stored_file
 from .errors import HttpError
 from .service import Snapshot
 
@@ -26,10 +26,7 @@ def stored_image(snap: Snapshot, row: int, *, draft_size: int | None = None) -> 
     try:
         if root.endswith(".npz"):
             return array_to_image(_npz_image(snap, root, source))
-        rel = PurePosixPath(source.replace("\\", "/"))
-        if not root or rel.is_absolute() or ".." in rel.parts:
-            raise ImageError("its stored source is not a path under the dataset root")
-        return load_image(Path(root) / rel, draft_size=draft_size)
+        return open_stored_file(root, source, draft_size=draft_size)
     except (ImageError, KeyError, ValueError, OSError) as exc:
         raise HttpError(404, f"the image of stored case '{data.ids[row][:120]}' cannot be read ({exc}): the "
                              "dataset may have moved since it was indexed") from None
