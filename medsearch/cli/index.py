@@ -74,9 +74,13 @@ def format_index_summary(summary) -> str:
     """The text `medsearch index` prints: the dataset, then one line per model."""
     from ..display import printable
 
+    import re
+
     lines = [f"indexed {summary.rows} rows into {printable(summary.out)}", f"  {summary.reading}"]
     for key, m in summary.models.items():
         rate = f", {m.images_per_second} img/s" if m.images_per_second else ""
+        sharded = re.search(r"\.shard-0-of-(\d+)\.faiss$", m.index_file)
+        more = f" (and {int(sharded.group(1)) - 1} more shard files)" if sharded else ""
         lines.append(f"  {key}: {m.embedded} embedded, {m.zero_filled} zero-filled, {m.skipped} skipped "
-                     f"({m.embedded_this_run} this run in {m.seconds} s{rate}) -> {m.index_file}")
+                     f"({m.embedded_this_run} this run in {m.seconds} s{rate}) -> {m.index_file}{more}")
     return "\n".join(lines) + "\n"

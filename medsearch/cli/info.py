@@ -49,7 +49,8 @@ def format_store_summary(d: StoreSummary) -> str:
             how = "exact" if ix.get("exact", True) else (
                 f"approximate, recall@10 {ix.get('recall_at_10')} at {ix.get('search_params')}")
             factory = f": {ix['factory']}" if ix.get("factory") else ""
-            lines.append(f"  index {ix.get('file')} ({ix.get('type')}{factory}, {ix.get('ntotal')} "
+            shards = f" and {ix['shard_count'] - 1} more shard files" if ix.get("shard_count", 1) > 1 else ""
+            lines.append(f"  index {ix.get('file')}{shards} ({ix.get('type')}{factory}, {ix.get('ntotal')} "
                          f"vectors, {how}"
                          + (f", {ix['bytes_per_vector']} bytes/vector" if "bytes_per_vector" in ix else "") + ")")
     if d.verified:

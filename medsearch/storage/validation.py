@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import MedsearchError
 from .schema import (INDEX_ATTRS, LAYOUTS, MAX_LABEL_NAMES, PENDING, SHA256_HEX, SKIPPED, TASKS)
 
 if TYPE_CHECKING:
@@ -177,6 +178,14 @@ def check_model_attrs(where: str, a: dict, dim: int, n: int) -> None:
         if not is_int(ntotal) or not 0 <= ntotal <= n:
             raise Damage(f"{where} index_ntotal is {show(ntotal)}, not a count of rows (0..{n})")
         _check_index_quality(where, a)
+        if "index_shards" in a:
+            from .shard_files import shard_records
+
+            try:
+                shard_records(a)
+            except MedsearchError as exc:
+                what = str(exc).split("damaged: ", 1)[-1].split("; rebuild")[0]
+                raise Damage(f"{where} index_shards: {what}") from None
 
 
 def _check_index_quality(where: str, a: dict) -> None:

@@ -126,3 +126,16 @@ def test_another_shard_count_rebuilds_and_one_shard_is_the_single_file_format(tm
     assert _answers(out, probe, 40) == want
     remove_leftover_index_files(out, data)    # what the next writer does: unlisted shard files go, never listed ones
     assert _index_files(out) == ["tiny.faiss"]
+
+
+def test_a_damaged_shard_record_in_the_manifest_is_refused_when_the_store_is_read(tmp_path, tiny):
+    """Not only when the index is opened: `info` and every command refuse the store whole, in one line."""
+    ds, out = _dataset(tmp_path / "ds"), tmp_path / "idx"
+    index_tiny(ds, out, shards=3)
+    raw = json.loads((out / "store.json").read_text())
+    records = json.loads(raw["models"]["tiny"]["index_shards"])
+    records[1]["first_row"] += 1  # a gap between shard 0 and shard 1
+    raw["models"]["tiny"]["index_shards"] = json.dumps(records)
+    (out / "store.json").write_text(json.dumps(raw))
+    line = raises_one_line(lambda: read_store(out))
+    assert "store.json' is damaged: models/tiny index_shards: shard 1 covers rows [" in line
