@@ -2,14 +2,15 @@
 images, in one process, runs alternating (local, ray, local, ray, ...) so that the machine's noise falls on
 both alike.
 
-Each run indexes the first --images images of ISIC 2018 (224x224 JPEG dermoscopy, in ../shared/data) into a
-fresh store. Reported per run: the whole `index_dataset` call (wall), and the steady embedding rate: rows
+Each run indexes the first --images images of --dataset (isic: ISIC 2018, 1,510 224x224 JPEG dermoscopy
+images; odir: ODIR-5K, 6,392 224x224 JPEG fundus images; both in ../shared/data) into a fresh store. Reported per run: the whole `index_dataset` call (wall), and the steady embedding rate: rows
 between the first and the last finished batch over the time between them, which leaves out the start-up
 (Ray starting, actors loading the encoder, the first batch decoding); the start-up is given apart: seconds
 from the call to its first finished batch. The ratio printed is ray / local of the median steady rate, and
 of the median whole-call rate.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_ray_engine.py [--images 1024] [--repeats 2] [--model efficientnet-lite0]
+    .venv/bin/python benchmarks/bench_ray_engine.py [--dataset isic|odir] [--images N] [--repeats 3]
+        [--model efficientnet-lite0]
 """
 from __future__ import annotations
 
@@ -27,21 +28,24 @@ from medsearch.ingest.indexing import index_dataset
 from medsearch.options import available_cores
 
 REPO = Path(__file__).resolve().parents[1]
-ISIC = REPO.parent / "shared" / "data" / "skin-isic2018"
+DATA = REPO.parent / "shared" / "data"
+# folder, image column, file suffix, label column
+DATASETS = {"isic": ("skin-isic2018", "image", ".jpg", "label"), "odir": ("retina-odir", "filename", "", "labels")}
 
 
-def subset(n: int, work: Path) -> Path:
-    """A csv dataset of the first ``n`` ISIC images (symlinks, labels as given)."""
-    with open(ISIC / "labels.csv", newline="") as f:
-        rows = list(csv.DictReader(f))[:n]
+def subset(name: str, n: int, work: Path) -> Path:
+    """A csv dataset of the first ``n`` images of dataset ``name`` (symlinks, one label column as given)."""
+    folder, image_col, suffix, label_col = DATASETS[name]
+    root = DATA / folder
+    with open(root / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if (root / "images" / (r[image_col] + suffix)).exists()][:n]
     (work / "images").mkdir(parents=True)
     for r in rows:
-        name = r["image"] + ".jpg"
-        os.symlink(ISIC / "images" / name, work / "images" / name)
+        os.symlink(root / "images" / (r[image_col] + suffix), work / "images" / (r[image_col] + suffix))
     with open(work / "labels.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["image", "label"])
         w.writeheader()
-        w.writerows({"image": r["image"], "label": r["label"]} for r in rows)
+        w.writerows({"image": r[image_col] + suffix, "label": r[label_col]} for r in rows)
     return work
 
 
@@ -74,15 +78,16 @@ def timed_run(dataset: Path, out: Path, engine: str, model: str, batch: int) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--images", type=int, default=1024)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="isic")
+    ap.add_argument("--images", type=int, default=1510)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     try:
-        ds = subset(args.images, work / "ds")
-        print(f"{args.images} ISIC images, {args.model}, batch {args.batch_size}, {available_cores()} cores")
+        ds = subset(args.dataset, args.images, work / "ds")
+        print(f"{args.images} {args.dataset} images, {args.model}, batch {args.batch_size}, {available_cores()} cores")
         runs = []
         for i in range(args.repeats):
             for engine in ("local", "ray"):

@@ -39,6 +39,11 @@ LOCAL_OBJECT_STORE_BYTES = 256 << 20   # Ray's shared-memory object store when i
 # gives that thread its own arena, where embed.reuse_freed_memory's settings do not hold, so every pass would
 # map and zero-fill its activations again. One arena, kept mapped, set for the whole process by environment.
 CPU_ACTOR_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+# What one CPU actor holds: torch and the model, plus its batch's activations, a multiple of the input batch
+# (measured in benchmarks/RESULTS.md, "The Ray engine"); requested as Ray's `memory` resource, so that a node
+# with many cores and little memory runs fewer actors rather than being killed for memory.
+ACTOR_BASE_BYTES = 1 << 30
+ACTIVATIONS_PER_INPUT_BYTE = 48
 PIPELINE_BATCHES = 4096                # batches per Ray Data pipeline: bounds the driver's work list at any size
 CONNECT_TIMEOUT_S = 10
 INSTALL_HINT = "pip install 'medsearch[ray]'"
@@ -187,7 +192,7 @@ def _pipeline(ray, items: list[dict], source: RowSource, recipe: EncoderRecipe, 
     res = ray.cluster_resources()
     data = ray.data.from_items(items, override_num_blocks=len(items))  # one aligned batch per block
     if gpus:
-        actors = max(1, int(res.get("GPU", 0) // gpus))
+        actors, memory = max(1, int(res.get("GPU", 0) // gpus)), 0
         if not res.get("GPU"):
             raise MedsearchError(f"--gpus-per-worker {gpus} but the Ray cluster has no GPU: drop --gpus-per-worker "
                                  "to embed on CPUs, or add GPU nodes")
@@ -200,14 +205,24 @@ def _pipeline(ray, items: list[dict], source: RowSource, recipe: EncoderRecipe, 
         kwargs = {"device": "cuda", "threads": 0}
         resources = {"num_gpus": gpus, "num_cpus": 1}
     else:
-        actors = max(1, int(res.get("CPU", 1)))
+        memory = actor_memory(max(len(i["rows"]) for i in items), recipe.preprocess.crop)
+        cores = max(1, int(res.get("CPU", 1)))
+        actors = max(1, min(cores, int(res.get("memory", 0) // memory)))
         kwargs = {"device": "cpu", "threads": 1}
-        resources = {"num_cpus": 1, "runtime_env": {"env_vars": CPU_ACTOR_MALLOC}}
+        resources = {"num_cpus": 1, "memory": memory, "runtime_env": {"env_vars": CPU_ACTOR_MALLOC}}
+        if first and actors < cores:
+            log(f"ray: the cluster's memory allows {actors} CPU actors of {memory / 2**30:.1f} GiB for its {cores} "
+                "cores: a smaller --batch-size fits more")
     if first:
-        log(f"ray: {actors} encoder actor(s) ({'GPU' if gpus else 'CPU'})")
+        log(f"ray: {actors} encoder actor(s) ({'GPU' if gpus else f'CPU, {memory / 2**30:.1f} GiB each'})")
     return data.map(EmbedActor, fn_constructor_kwargs={"recipe": recipe, "source": source, "on_missing": on_missing,
                                                        **kwargs},
                     compute=ray.data.ActorPoolStrategy(size=actors), **resources)
+
+
+def actor_memory(batch_size: int, crop: int) -> int:
+    """Bytes a CPU actor is expected to hold for batches of ``batch_size`` images of ``crop`` pixels."""
+    return int(ACTOR_BASE_BYTES + ACTIVATIONS_PER_INPUT_BYTE * batch_size * 3 * crop * crop * 4)
 
 
 def _collect(ray, pipeline, encoder, seen: np.ndarray, bar) -> Iterator[Batch]:

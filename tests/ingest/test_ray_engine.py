@@ -126,3 +126,31 @@ def test_a_worker_with_other_weights_is_refused():
     _check_same_weights({"weights_sha256": "a" * 64, "weights_source": "file:/elsewhere/w.pth"}, ours)
     with pytest.raises(MedsearchError, match="a Ray worker loaded other weights"):
         _check_same_weights({"weights_sha256": "b" * 64, "weights_source": "file:/w.pth"}, ours)
+
+
+def test_cpu_actors_are_as_many_as_the_cores_the_memory_allows(capsys):
+    """A node with many cores and little memory runs fewer actors (each holds a model and its batch's
+    activations) rather than having Ray kill them for memory; each actor asks Ray for that memory."""
+    from types import SimpleNamespace
+
+    from medsearch.ingest.encoders import get_spec
+    from medsearch.ingest.ray_engine import EncoderRecipe, _pipeline, actor_memory
+    from medsearch.ingest.sources import RowSource
+
+    calls = []
+
+    class Data:
+        def map(self, fn, **kwargs):
+            calls.append(kwargs)
+            return self
+
+    per_actor = actor_memory(64, 224)
+    items = [{"rows": list(range(64)), "sources": [], "missing": []}]
+    recipe = EncoderRecipe(MODEL, None, False, get_spec(MODEL).preprocess)
+    for memory, actors in ((10 * per_actor + 1, 10), (1000 * per_actor, 64), (per_actor // 2, 1)):
+        fake = SimpleNamespace(cluster_resources=lambda m=memory: {"CPU": 64.0, "memory": float(m)},
+                               data=SimpleNamespace(from_items=lambda *a, **k: Data(),
+                                                    ActorPoolStrategy=lambda size: SimpleNamespace(size=size)))
+        _pipeline(fake, items, RowSource("/x"), recipe, "skip", 0.0, first=True)
+        assert calls[-1]["compute"].size == actors and calls[-1]["memory"] == per_actor
+    assert "memory allows 10 CPU actors" in capsys.readouterr().err
