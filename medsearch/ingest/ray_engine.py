@@ -75,9 +75,9 @@ def ray_session(address: str | None) -> Iterator[None]:
             if address:
                 _check_reachable(address)
                 ray.init(address=address, **common)
-            else:
+            else:  # its own start-up warnings (token authentication set up for it) are not the user's business
                 ray.init(address="local", num_cpus=available_cores(), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                         **common)
+                         **{**common, "logging_level": logging.ERROR})
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at '{address}'" if address else "a local Ray instance"
             raise MedsearchError(f"cannot start or reach {where} ({_first_line(exc)}): start the cluster with "
@@ -119,8 +119,8 @@ def _quiet_ray_data(ray) -> None:
     """Ray Data's own progress bars and start-up lines would interleave with ours: the driver shows one bar."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
-    for name in ("ray.data", "ray"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # "progress bars disabled": we did that
 
 
 # ---------------------------------------------------------------- the workers
