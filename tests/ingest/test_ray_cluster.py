@@ -105,3 +105,33 @@ def test_worker_node_then_driver_killed_every_row_embedded_exactly_once(busi, re
     assert already + summary["embedded_this_run"] == n and summary["embedded"] == n
     assert_same_store(reference, out, PROBES)  # every row once, each with the embedding of its own image
     assert np.isin(read_store(out).ids, read_store(reference).ids).all()
+
+
+def test_the_whole_cluster_killed_mid_run_loses_nothing_committed(busi, reference, cluster, tmp_path):
+    """Every node SIGKILLed at once: the driver ends (Ray stops it once the cluster's control store is gone;
+    here after 5 s instead of Ray's default 60), the store opens with what was committed, and the same command
+    on a new cluster finishes the job."""
+    nodes, _, _ = cluster
+    out = tmp_path / "ray"
+    env = {**os.environ, **RAY_ENV, "RAY_gcs_rpc_server_reconnect_timeout_s": "5"}
+    driver = subprocess.Popen(index_cmd(busi, out, *SETTINGS, "--engine", "ray", "--ray-address", nodes.address,
+                                        "--commit-every", "0"),
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(driver, out, 0, "the first commit")
+        nodes.stop()
+        assert driver.wait(timeout=120) != 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    committed = _embedded(out)
+    assert 0 < committed < 180
+    again = RayNodes()
+    try:
+        again.start(head=True, cpus=2)
+        res = run_index(busi, out, *SETTINGS, "--engine", "ray", "--ray-address", again.address, "--json")
+    finally:
+        again.stop()
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["models"][MODEL]["embedded_this_run"] <= 180 - committed
+    assert_same_store(reference, out, PROBES)
