@@ -157,8 +157,10 @@ def _index_model(out_dir: Path, data: StoreData, embed, encoder, key: str, opts:
     usable = m.usable()
     if usable.size == 0:
         _commit(data, out_dir, journal)
-        raise MedsearchError(f"no image of the dataset could be read for '{key}': see the reasons in "
-                             f"{out_dir / REPORT_FILE} or `medsearch info {out_dir}`")
+        first = next((r for r in range(len(data)) if m.reason[r]), None)
+        why = f"; the first, {printable(data.sources[first])}: {printable(m.reason[first])}" if first is not None else ""
+        raise MedsearchError(f"no image of the dataset could be read for '{key}' ({len(todo)} tried{why}): fix "
+                             "the images or the manifest and run `index` again")
     outcome = refresh_index(out_dir, data, key, opts, todo)
     if outcome != "current" or todo.size or journal.parts() or m.changed or data.changed:
         _commit(data, out_dir, journal)

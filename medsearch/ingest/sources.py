@@ -3,7 +3,8 @@ array in an .npz, or a URI a CSV manifest gives for images that are not on this 
 
 A URI is read where it is, by the process that embeds the row (a Ray worker, or this process): ``file://``
 (a path on a file system every worker mounts) with plain file reads, ``s3://`` and ``gs://`` through
-pyarrow's file systems (what Ray Data's own readers use; credentials from the usual environment). Such a row
+pyarrow's file systems (what Ray Data's own readers use; credentials from the usual environment). Percent-escapes are decoded, as in
+any URI; a space written as such is taken as it is. Such a row
 is recorded with its source as given; its content fingerprint is the sha256 of the bytes the worker read,
 taken when it is embedded, since the driver may not be able to read it at all.
 """
@@ -57,12 +58,8 @@ def read_uri(uri: str) -> bytes:
         if scheme == "file":
             with open(unquote(urlsplit(uri).path), "rb") as f:
                 return f.read()
-        try:
-            from pyarrow import fs
-        except ImportError:
-            raise ImageError(f"reading {scheme}:// needs pyarrow: pip install 'medsearch[ray]'") from None
-        filesystem, path = fs.FileSystem.from_uri(uri)
-        with filesystem.open_input_stream(path) as f:
+        parts = urlsplit(uri)
+        with _object_store(scheme, parts.netloc).open_input_stream(parts.netloc + unquote(parts.path)) as f:
             return f.read()
     except ImageError:
         raise
@@ -72,6 +69,17 @@ def read_uri(uri: str) -> bytes:
         raise ImageError("permission denied") from None
     except (OSError, ValueError) as exc:  # pyarrow raises OSError / ArrowInvalid (a ValueError)
         raise ImageError(f"cannot read {uri}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _object_store(scheme: str, bucket: str):
+    """One pyarrow file system per bucket and process (a client and its connections, made once), configured
+    from the environment as pyarrow does (credentials, region, AWS_ENDPOINT_URL)."""
+    try:
+        from pyarrow import fs
+    except ImportError:
+        raise ImageError(f"reading {scheme}:// needs pyarrow: pip install 'medsearch[ray]'") from None
+    return fs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
 
 
 def open_uri(uri: str, *, draft_size: int | None = None) -> Image.Image:

@@ -93,3 +93,14 @@ def test_non_finite_encoder_output_is_a_skipped_row_not_a_broken_store(tmp_path,
     m = summary.models["tiny"]
     assert m.skipped == 1 and m.embedded == 3 and "not finite" in m.problems[0]["reason"]
     assert np.isfinite(read_store(tmp_path / "out").models["tiny"].embedding).all()
+
+
+def test_a_dataset_with_no_readable_image_is_one_line_naming_the_first_reason(tmp_path, tiny):
+    for c in ("benign", "malignant"):
+        (tmp_path / "ds" / c).mkdir(parents=True)
+        (tmp_path / "ds" / c / "x.png").write_bytes(b"not a png")
+    res = run_cli("index", tmp_path / "ds", "--out", tmp_path / "idx", "--model", "tiny", "--quiet")
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code == 2 and last.startswith("medsearch: error: no image of the dataset could be read for 'tiny' "
+                                                  "(2 tried; the first, benign/x.png: not a readable image")
+    assert last.endswith("run `index` again")
