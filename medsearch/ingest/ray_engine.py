@@ -165,9 +165,10 @@ def decode_item(item: dict, source: RowSource, prepare: Callable, draft_size: in
 
 def ray_embed_rows(source: RowSource, row_info: Callable[[int], tuple[str, str]], rows: np.ndarray, encoder,
                    recipe: EncoderRecipe, *, batch_size: int, on_missing: str, gpus_per_worker: float,
-                   progress: bool, desc: str) -> Iterator[Batch]:
+                   progress: bool, desc: str, decode_tasks: bool | None = None) -> Iterator[Batch]:
     """Yield one Batch per aligned batch of ``rows``, embedded by Ray actors; ``row_info(row)`` gives the row's
-    stored source and why it is missing ('' when it is not)."""
+    stored source and why it is missing ('' when it is not). ``decode_tasks``: decode in CPU tasks ahead of
+    the actors (default: when the actors have GPUs)."""
     ray = import_ray()
     batches = aligned_batches(rows, batch_size)
     if not batches:
@@ -181,32 +182,34 @@ def ray_embed_rows(source: RowSource, row_info: Callable[[int], tuple[str, str]]
             for b in batches[start:start + PIPELINE_BATCHES]:
                 info = [row_info(int(r)) for r in b]
                 items.append({"rows": b.tolist(), "sources": [s for s, _ in info], "missing": [m for _, m in info]})
-            pipeline = _pipeline(ray, items, source, recipe, on_missing, gpus_per_worker, first=start == 0)
+            pipeline = _pipeline(ray, items, source, recipe, on_missing, gpus_per_worker, first=start == 0,
+                                 decode_tasks=bool(gpus_per_worker) if decode_tasks is None else decode_tasks)
             yield from _collect(ray, pipeline, encoder, seen, bar)
     finally:
         bar.close()
 
 
 def _pipeline(ray, items: list[dict], source: RowSource, recipe: EncoderRecipe, on_missing: str, gpus: float,
-              first: bool):
+              first: bool, decode_tasks: bool = False):
     res = ray.cluster_resources()
     data = ray.data.from_items(items, override_num_blocks=len(items))  # one aligned batch per block
-    if gpus:
-        actors, memory = max(1, int(res.get("GPU", 0) // gpus)), 0
-        if not res.get("GPU"):
-            raise MedsearchError(f"--gpus-per-worker {gpus} but the Ray cluster has no GPU: drop --gpus-per-worker "
-                                 "to embed on CPUs, or add GPU nodes")
+    if decode_tasks:
         from functools import partial
 
         from .encoders import prepare_image
 
         data = data.map(decode_item, fn_kwargs={"source": source, "prepare": partial(prepare_image, p=recipe.preprocess),
                                                 "draft_size": recipe.preprocess.resize}, num_cpus=1)
+    if gpus:
+        actors, memory = max(1, int(res.get("GPU", 0) // gpus)), 0
+        if not res.get("GPU"):
+            raise MedsearchError(f"--gpus-per-worker {gpus} but the Ray cluster has no GPU: drop --gpus-per-worker "
+                                 "to embed on CPUs, or add GPU nodes")
         kwargs = {"device": "cuda", "threads": 0}
         resources = {"num_gpus": gpus, "num_cpus": 1}
     else:
         memory = actor_memory(max(len(i["rows"]) for i in items), recipe.preprocess.crop)
-        cores = max(1, int(res.get("CPU", 1)))
+        cores = max(1, int(res.get("CPU", 1)) // (2 if decode_tasks else 1))  # half of them decoding, if so
         actors = max(1, min(cores, int(res.get("memory", 0) // memory)))
         kwargs = {"device": "cpu", "threads": 1}
         resources = {"num_cpus": 1, "memory": memory, "runtime_env": {"env_vars": CPU_ACTOR_MALLOC}}

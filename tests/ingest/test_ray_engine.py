@@ -154,3 +154,34 @@ def test_cpu_actors_are_as_many_as_the_cores_the_memory_allows(capsys):
         _pipeline(fake, items, RowSource("/x"), recipe, "skip", 0.0, first=True)
         assert calls[-1]["compute"].size == actors and calls[-1]["memory"] == per_actor
     assert "memory allows 10 CPU actors" in capsys.readouterr().err
+
+
+def test_decoding_in_tasks_ahead_of_the_actors_gives_the_same_batches(busi, local_store):
+    """The GPU layout (CPU tasks decode, actors only encode) run on CPUs: no GPU here, but the stage that feeds
+    GPU actors, and the decoded batches it hands them through Ray's object store, are the same code."""
+    import ray
+
+    from medsearch.ingest.datasets import scan
+    from medsearch.ingest.encoders import get_spec, load_encoder, preprocess_with
+    from medsearch.ingest.ray_engine import EncoderRecipe, ray_embed_rows, ray_session
+
+    ds = scan(str(busi))
+    preprocess = preprocess_with(get_spec(MODEL).preprocess, resize=72, crop=64)
+    encoder = load_encoder(MODEL, preprocess=preprocess)
+    want = read_store(local_store)
+    ray.init(address="local", num_cpus=4, object_store_memory=100 << 20, include_dashboard=False, log_to_driver=False)
+    try:
+        with ray_session(None):  # the running Ray is used, not another one started
+            batches = list(ray_embed_rows(ds.row_source(), lambda r: (ds.sources[r], ""), np.arange(len(ds)), encoder,
+                                          EncoderRecipe(MODEL, None, False, preprocess), batch_size=8,
+                                          on_missing="skip", gpus_per_worker=0.0, progress=False, desc="x",
+                                          decode_tasks=True))
+    finally:
+        ray.shutdown()
+    rows = np.concatenate([b.rows for b in batches])
+    assert sorted(rows.tolist()) == list(range(len(ds))) and all(len(b.rows) == 8 for b in batches)
+    got = np.zeros((len(ds), encoder.dim), np.float32)
+    for b in batches:
+        got[b.rows] = b.embedding
+    order = [want.ids.index(i) for i in ds.ids]
+    np.testing.assert_allclose(got, want.models[MODEL].embedding[np.asarray(order)], rtol=1e-4, atol=1e-4)
