@@ -174,8 +174,7 @@ def ray_embed_rows(source: RowSource, row_info: Callable[[int], tuple[str, str]]
     if not batches:
         return
     seen = np.zeros(int(rows.max()) + 1, dtype=bool)
-    bar = tqdm(total=int(rows.size), unit="img", desc=desc, disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, smoothing=0.05)
+    bar = None
     try:
         for start in range(0, len(batches), PIPELINE_BATCHES):
             items = []
@@ -184,9 +183,13 @@ def ray_embed_rows(source: RowSource, row_info: Callable[[int], tuple[str, str]]
                 items.append({"rows": b.tolist(), "sources": [s for s, _ in info], "missing": [m for _, m in info]})
             pipeline = _pipeline(ray, items, source, recipe, on_missing, gpus_per_worker, first=start == 0,
                                  decode_tasks=bool(gpus_per_worker) if decode_tasks is None else decode_tasks)
+            if bar is None:  # after the pipeline's own lines, not through them
+                bar = tqdm(total=int(rows.size), unit="img", desc=desc, disable=not progress, file=sys.stderr,
+                           dynamic_ncols=True, smoothing=0.05)
             yield from _collect(ray, pipeline, encoder, seen, bar)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
 def _pipeline(ray, items: list[dict], source: RowSource, recipe: EncoderRecipe, on_missing: str, gpus: float,

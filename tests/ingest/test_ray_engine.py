@@ -156,10 +156,15 @@ def test_cpu_actors_are_as_many_as_the_cores_the_memory_allows(capsys):
     assert "memory allows 10 CPU actors" in capsys.readouterr().err
 
 
-def test_decoding_in_tasks_ahead_of_the_actors_gives_the_same_batches(busi, local_store):
+def test_decoding_in_tasks_ahead_of_the_actors_gives_the_same_batches(busi, local_store, monkeypatch):
     """The GPU layout (CPU tasks decode, actors only encode) run on CPUs: no GPU here, but the stage that feeds
-    GPU actors, and the decoded batches it hands them through Ray's object store, are the same code."""
+    GPU actors, and the decoded batches it hands them through Ray's object store, are the same code. The work
+    is cut into pipelines of 2 batches, as a long run's is into pipelines of PIPELINE_BATCHES."""
     import ray
+
+    import medsearch.ingest.ray_engine as ray_engine
+
+    monkeypatch.setattr(ray_engine, "PIPELINE_BATCHES", 2)
 
     from medsearch.ingest.datasets import scan
     from medsearch.ingest.encoders import get_spec, load_encoder, preprocess_with
