@@ -40,6 +40,8 @@ DEFAULTS = IndexOptions()
               help="recall@10 against exact search an approximate index is tuned to reach (e.g. 0.95, 0.99).")
 @click.option("--max-memory", default=f"{DEFAULTS.max_memory >> 20}M", show_default=True,
               help="Memory the index may take (auto picks HNSW while it fits, else IVF-PQ with exact re-ranking).")
+@click.option("--views", help="Test-time views averaged into each embedding, comma-separated: hflip, vflip (stored "
+                              "as the model variant MODEL-hflip, compared and fused like any other model).")
 @click.option("--shards", default=DEFAULTS.shards, show_default=True, type=click.IntRange(1),
               help="Split each model's index into this many row-range shard files, searched in parallel and merged "
                    "exactly as one index would answer (for indexes larger than memory).")
@@ -65,6 +67,7 @@ def index_cmd(dataset, label_cols, quiet, as_json, **kwargs):
     from ..ingest.index_options import parse_bytes
 
     kwargs["max_memory"] = parse_bytes(kwargs["max_memory"])
+    kwargs["views"] = tuple(v.strip() for v in kwargs["views"].split(",")) if kwargs["views"] else ()
     options = IndexOptions(label_cols=label_cols.split(",") if label_cols else None, progress=not quiet, **kwargs)
     summary = index_dataset(dataset, options)
     emit(summary.to_json(), as_json, format_index_summary(summary))

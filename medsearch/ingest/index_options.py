@@ -45,7 +45,8 @@ class IndexOptions:
     compacts the store at the end of a run that left much dead data (removed rows, superseded entries);
     ``engine`` 'local' embeds in this process, 'ray' in a pool of Ray actors (``ray_address`` an existing
     cluster, else Ray starts on this machine; ``gpus_per_worker`` GPUs per encoder actor) while this process
-    stays the one writer; ``shards`` splits each model's index into that many row-range shard files, searched
+    stays the one writer; ``views`` (e.g. ('hflip',)) stores each model as the mean of its embeddings of the
+    image and of those views, under the store key ``MODEL-hflip`` unless ``name`` is given; ``shards`` splits each model's index into that many row-range shard files, searched
     in parallel and merged as one index would answer."""
 
     out: str | None = None
@@ -79,11 +80,13 @@ class IndexOptions:
     ray_address: str | None = None
     gpus_per_worker: float = 0.0
     shards: int = 1
+    views: tuple[str, ...] = ()
     progress: bool = True
 
     def __post_init__(self):
         self.models = tuple(self.models) or (DEFAULT_MODEL,)
         self.weights = tuple(self.weights)
+        self.views = tuple(self.views or ())
 
     def scan_options(self) -> dict:
         """The keywords of ``datasets.scan``."""
@@ -93,7 +96,10 @@ class IndexOptions:
         """Model -> store key (``name`` for the one model, else derived from the model name)."""
         if self.name and len(self.models) > 1:
             raise MedsearchError("--name sets the store key of one model: index one --model at a time with it")
-        return {m: store_key(self.name, "--name") if self.name else store_key(m, "--model") for m in self.models}
+        from .encoders import check_views
+
+        suffix = "".join(f"-{v}" for v in check_views(self.views))
+        return {m: store_key(self.name, "--name") if self.name else store_key(m, "--model") + suffix for m in self.models}
 
     def weights_by_model(self) -> dict[str, str]:
         """Model -> checkpoint path, from ``weights`` (PATH for a single model, MODEL=PATH otherwise)."""

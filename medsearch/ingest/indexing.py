@@ -68,9 +68,9 @@ def index_dataset(dataset: str, options: IndexOptions | None = None, **overrides
         summary.duplicates = file_duplicates(data, row_of)
         with engine_session(opts):
             for model in opts.models:
-                recipe = EncoderRecipe(model, weight_of.get(model), opts.random_init, preprocesses[model])
+                recipe = EncoderRecipe(model, weight_of.get(model), opts.random_init, preprocesses[model], opts.views)
                 encoder = load_encoder(model, weights=recipe.weights, random_init=recipe.random_init,
-                                       device=opts.device, preprocess=recipe.preprocess)
+                                       device=opts.device, preprocess=recipe.preprocess, views=recipe.views)
                 embedder = _embedder(ds, data, row_of, opts, recipe)
                 summary.models[keys[model]] = _index_model(out_dir, data, embedder, encoder, keys[model], opts, row_of)
         if opts.auto_compact and needs_compaction(data):
@@ -221,8 +221,8 @@ def _ensure_model(data: StoreData, key: str, dim: int, prov: dict) -> bool:
     """Add the model's (empty) embedding dataset; False when the store already holds it, made the same way."""
     if key in data.models:
         have = provenance(data.models[key])
-        for field in ("encoder", "preprocess", "dim", "weights_sha256", "weights_source"):
-            if have.get(field) != prov.get(field):
+        for field in ("encoder", "preprocess", "dim", "weights_sha256", "weights_source", "views"):
+            if have.get(field, [] if field == "views" else None) != prov.get(field, [] if field == "views" else None):
                 raise MedsearchError(f"the store already holds '{key}' made with another {field.replace('_', ' ')} "
                                      f"({_short(have.get(field))} vs {_short(prov.get(field))}): "
                                      "store this variant under another --name, or use another --out")

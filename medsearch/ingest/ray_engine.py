@@ -57,6 +57,7 @@ class EncoderRecipe:
     weights: str | None
     random_init: bool
     preprocess: Preprocess
+    views: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- the session
@@ -137,7 +138,7 @@ class EmbedActor:
         if threads:
             torch.set_num_threads(threads)
         self.encoder = load_encoder(recipe.model, weights=recipe.weights, random_init=recipe.random_init,
-                                    device=device, preprocess=recipe.preprocess)
+                                    device=device, preprocess=recipe.preprocess, views=recipe.views)
         self.source, self.on_missing = source, on_missing
 
     def __call__(self, item: dict) -> dict:

@@ -146,7 +146,7 @@ def encoder_for(m: ModelData, *, device: str = "cpu"):
     source = prov.get("weights_source", "")
     weights = source[len("file:"):] if source.startswith("file:") else None
     encoder = load_encoder(prov["encoder"], weights=weights, random_init=source == "random-init", device=device,
-                           preprocess=Preprocess.from_dict(prov["preprocess"]))
+                           preprocess=Preprocess.from_dict(prov["preprocess"]), views=prov.get("views", ()))
     if prov.get("weights_sha256") and encoder.weights_sha256 != prov["weights_sha256"]:
         raise MedsearchError(f"the weights of '{prov['encoder']}' differ from those the store was built with "
                              f"({printable(weights or source)}): restore the original weights file or re-index")

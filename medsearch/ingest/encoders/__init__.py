@@ -10,9 +10,9 @@ One module per job: registry.py (specs and preprocessing, plain data), builders.
 builder per library), checkpoints.py (local state dicts and key mapping), downloads.py (library
 downloads and offline probing), encoder.py (the loaded ``Encoder`` and ``load_encoder``).
 """
-from .encoder import Encoder, device_for, load_encoder, prepare_image
+from .encoder import VIEWS, Encoder, check_views, device_for, load_encoder, prepare_image
 from .registry import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, REGISTRY, EncoderSpec, Preprocess,
                        get_spec, list_encoders, preprocess_with)
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGENET_MEAN", "IMAGENET_STD", "REGISTRY", "Encoder", "EncoderSpec",
-           "Preprocess", "device_for", "get_spec", "list_encoders", "load_encoder", "preprocess_with", "prepare_image"]
+           "Preprocess", "device_for", "get_spec", "list_encoders", "load_encoder", "preprocess_with", "prepare_image", "VIEWS", "check_views"]

@@ -25,12 +25,28 @@ _VERSIONED = {"torch": "torch", "torchvision": "torchvision", "timm": "timm",
               "open_clip": "open_clip_torch", "numpy": "numpy"}
 
 
+# Test-time views: the embedding of a row is the mean of the encoder's embeddings of the image and of each
+# view of it (a mirror image), a model variant of its own that is stored, compared and fused like any other.
+VIEWS = {"hflip": 3, "vflip": 2}  # the NCHW axis each view flips
+
+
+def check_views(views) -> tuple[str, ...]:
+    """``views`` as a tuple in the canonical order; refuses an unknown or repeated view in one line."""
+    views = tuple(views or ())
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown or len(set(views)) != len(views):
+        raise MedsearchError(f"--views {','.join(views)} is not a list of distinct views: use "
+                             f"{' or '.join(VIEWS)} (e.g. --views hflip)")
+    return tuple(v for v in VIEWS if v in views)
+
+
 class Encoder:
     """A loaded model plus the preprocessing that feeds it; see ``load_encoder``."""
 
     def __init__(self, spec: EncoderSpec, model: nn.Module, preprocess: Preprocess, device: torch.device,
-                 weights_source: str, weights_sha256: str | None):
+                 weights_source: str, weights_sha256: str | None, views: tuple[str, ...] = ()):
         self.spec = spec
+        self.views = check_views(views)
         self.preprocess = preprocess
         self.device = device
         self.weights_source = weights_source
@@ -72,8 +88,12 @@ class Encoder:
             x = x.contiguous()
         x = self._normalise(x)
         with torch.inference_mode():
-            out = self.model(x)
-        return out.reshape(len(out), -1).float().cpu().numpy()
+            out = self.model(x).reshape(len(x), -1).float()
+            for view in self.views:
+                out = out + self.model(torch.flip(x, dims=[VIEWS[view]])).reshape(len(x), -1).float()
+            if self.views:
+                out = out / (1 + len(self.views))
+        return out.cpu().numpy()
 
     def encode_zero(self, n: int) -> np.ndarray:
         """Embeddings of an all-zero (already normalised) input tensor: the paper's stand-in for a missing image."""
@@ -98,10 +118,15 @@ class Encoder:
         return x.sub_(median.unsqueeze(3)).div_(scale.unsqueeze(3).add_(255e-6))
 
     def provenance(self) -> dict:
-        return {"encoder": self.spec.name, "family": self.spec.family, "arch": self.spec.arch,
+        """What the embeddings were made with; ``views`` only when there are any, so stores made before views
+        existed keep theirs."""
+        prov = {"encoder": self.spec.name, "family": self.spec.family, "arch": self.spec.arch,
                 "pretrained": self.spec.pretrained, "weights_source": self.weights_source,
                 "weights_sha256": self.weights_sha256, "preprocess": self.preprocess.to_dict(),
                 "dim": self.dim, "versions": {k: _version(dist) for k, dist in _VERSIONED.items()}}
+        if self.views:
+            prov["views"] = list(self.views)
+        return prov
 
 
 def prepare_image(img: Image.Image, p: Preprocess) -> np.ndarray:
@@ -120,10 +145,12 @@ def prepare_image(img: Image.Image, p: Preprocess) -> np.ndarray:
 
 
 def load_encoder(name: str, *, weights: str | None = None, random_init: bool = False,
-                 device: str = "cpu", preprocess: Preprocess | None = None) -> Encoder:
+                 device: str = "cpu", preprocess: Preprocess | None = None, views=()) -> Encoder:
     """Build encoder ``name`` with weights from ``weights`` (a local checkpoint), random (tests only),
-    or the encoder's own pretrained source. Raises WeightsUnavailableError when they cannot be had."""
+    or the encoder's own pretrained source; ``views`` (e.g. ('hflip',)) averages each embedding with those of
+    the image's views. Raises WeightsUnavailableError when the weights cannot be had."""
     spec = get_spec(name)
+    views = check_views(views)
     if weights is not None and random_init:
         raise MedsearchError("both weights and random_init given: pass only one")
     dev = device_for(device)
@@ -142,7 +169,7 @@ def load_encoder(name: str, *, weights: str | None = None, random_init: bool = F
     else:
         model = download_pretrained(spec)
         source = f"pretrained:{spec.pretrained}"
-    return Encoder(spec, model, preprocess or spec.preprocess, dev, source, sha)
+    return Encoder(spec, model, preprocess or spec.preprocess, dev, source, sha, views)
 
 
 def device_for(device: str) -> torch.device:
