@@ -15,4 +15,5 @@ from .registry import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, REGISTR
                        get_spec, list_encoders, preprocess_with)
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGENET_MEAN", "IMAGENET_STD", "REGISTRY", "Encoder", "EncoderSpec",
-           "Preprocess", "device_for", "get_spec", "list_encoders", "load_encoder", "preprocess_with", "prepare_image", "VIEWS", "check_views"]
+           "Preprocess", "VIEWS", "check_views", "device_for", "get_spec", "list_encoders", "load_encoder",
+           "preprocess_with", "prepare_image"]
