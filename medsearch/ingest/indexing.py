@@ -191,7 +191,8 @@ def _embed(out_dir: Path, data: StoreData, m: ModelData, embed, todo: np.ndarray
     t0 = last_commit = time.perf_counter()
     pending = 0
     for batch in embed(todo, encoder, key):
-        journal.append(batch.rows, [data.ids[r] for r in batch.rows], batch.embedding, batch.state, batch.reason)
+        journal.append(batch.rows, [data.ids[r] for r in batch.rows], batch.embedding, batch.state, batch.reason,
+                       batch.sha256)
         m.embedding[batch.rows], m.state[batch.rows] = batch.embedding, batch.state
         for r, why in zip(batch.rows, batch.reason):
             m.reason[r] = why

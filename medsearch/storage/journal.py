@@ -27,7 +27,10 @@ class Journal:
     def parts(self) -> list[Path]:
         return sorted(self.dir.glob("part-*.npz")) if self.dir.is_dir() else []
 
-    def append(self, rows: np.ndarray, ids: list[str], embedding: np.ndarray, state: np.ndarray, reason: list[str]) -> None:
+    def append(self, rows: np.ndarray, ids: list[str], embedding: np.ndarray, state: np.ndarray, reason: list[str],
+               sha256: list[str] | None = None) -> None:
+        """Journal one finished batch; ``sha256``: content fingerprints taken while embedding (rows read from a
+        URI), replayed with the batch."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -40,9 +43,10 @@ class Journal:
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as fh:
+                extra = {"sha256": np.array(sha256, dtype=str)} if sha256 else {}
                 np.savez(fh, rows=rows.astype(np.int64), ids=np.array(ids, dtype=str),
                          embedding=embedding.astype(np.float32), state=state.astype(np.int8),
-                         reason=np.array(reason, dtype=str))
+                         reason=np.array(reason, dtype=str), **extra)
 
         atomic_write_with(target, write)
 
@@ -53,10 +57,12 @@ class Journal:
             try:
                 with np.load(part, allow_pickle=False) as z:
                     rows, ids, emb, state, reason = (z["rows"], z["ids"], z["embedding"], z["state"], z["reason"])
+                    sha = z["sha256"] if "sha256" in z.files else None
             except (OSError, ValueError, KeyError):
                 continue  # an unreadable part is ignored: its rows stay pending and get embedded again
             if (emb.ndim != 2 or emb.shape != (len(rows), model.dim) or len(ids) != len(rows)
                     or state.shape != rows.shape or len(reason) != len(rows)
+                    or (sha is not None and (len(sha) != len(rows) or not all(_is_sha256(str(h)) for h in sha)))
                     or rows.dtype.kind not in "iu" or rows.min(initial=0) < 0 or rows.max(initial=-1) >= len(data)
                     or any(data.ids[r] != i for r, i in zip(rows, ids))):
                 continue  # not from this store (or this store's rows): never trust it
@@ -67,6 +73,11 @@ class Journal:
             for r, why in zip(rows, reason):
                 model.reason[r] = str(why)
             model.touch(rows)
+            if sha is not None and data.sha256 is not None:
+                for r, h in zip(rows.tolist(), sha):
+                    if h and data.sha256[r] != str(h):
+                        data.sha256[r] = str(h)
+                        data.touch(r)
             applied += len(rows)
         return applied
 
@@ -76,3 +87,7 @@ class Journal:
             part.unlink(missing_ok=True)
         if self.dir.is_dir():
             fsync_path(self.dir)
+
+
+def _is_sha256(h: str) -> bool:
+    return h == "" or (len(h) == 64 and all(c in "0123456789abcdef" for c in h))

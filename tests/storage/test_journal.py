@@ -55,3 +55,17 @@ def test_clearing_a_journal_that_was_never_written_is_harmless(tmp_path):
     j = Journal(tmp_path, "m")
     j.clear()
     assert j.parts() == [] and not j.dir.exists()
+
+
+def test_fingerprints_taken_while_embedding_are_replayed_with_their_batch(tmp_path):
+    """Rows read from a URI are fingerprinted by the worker that read them: a driver killed after journaling
+    their batch must not lose the fingerprints; a part whose fingerprints are not sha256 digests is refused."""
+    data = _store()
+    data.sha256 = [""] * 5
+    write_store(data, tmp_path)
+    j = Journal(tmp_path, "m")
+    j.append(np.array([0, 1]), ["id0", "id1"], np.ones((2, 4)), np.array([EMBEDDED, EMBEDDED]), ["", ""],
+             ["a" * 64, ""])
+    j.append(np.array([2]), ["id2"], np.ones((1, 4)), np.array([EMBEDDED]), [""], ["not a digest"])
+    assert Journal(tmp_path, "m").replay(data, "m") == 2
+    assert data.sha256 == ["a" * 64, "", "", "", ""] and data.models["m"].state[2] == PENDING
