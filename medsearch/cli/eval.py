@@ -66,6 +66,12 @@ def _listed(values) -> str:
 @click.option("--exact", is_flag=True,
               help="No approximations: tune and fit every head and choose k on every training row (slow and "
                    "memory-hungry on large stores).")
+@click.option("--train-fractions", callback=lambda ctx, param, value: value or DEFAULTS.train_fractions,
+              help="Label-efficiency curves: retrain every method on stratified subsets holding these shares of the "
+                   "training part (grouped by patient where the store has groups; nested across fractions), "
+                   "scored on the same test part, e.g. 0.01,0.05,0.1,0.25,1.0 (default: no curves).")
+@click.option("--fraction-seeds", default=DEFAULTS.fraction_seeds, show_default=True, type=int,
+              help="Seeded subsets per --train-fractions value; the band is the min-max over them.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def eval_cmd(index_dir, no_knn, no_retrieval, raw_features, quiet, as_json, heads, **kwargs):

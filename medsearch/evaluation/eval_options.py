@@ -25,6 +25,7 @@ LINEAR_SVC_MAX_ITER = 1000
 MAX_TUNING_ROWS = 20_000
 MAX_KERNEL_ROWS = 12_000  # solvers.routing.MAX_KERNEL_ROWS: up to here the kernel SVCs run on a precomputed kernel
 MIN_LIMIT_ROWS = 100
+MAX_FRACTION_SEEDS = 1000  # subsets per fraction: each one refits every method
 MAX_N_BOOT = 1_000_000  # resamples; percentile CIs settle long before, and each one costs an AUC per method
 
 
@@ -44,7 +45,9 @@ class EvalOptions:
     more is clipped to them; fewer when the free memory would not hold them, said in the progress lines);
     progress: progress lines on stderr. max_tuning_rows / max_kernel_rows: above these many training rows,
     heads are tuned (kernel SVCs also fitted) on a stratified subsample of that size, stated in the results;
-    exact: never (see approximation.py).
+    exact: never (see approximation.py). train_fractions: label-efficiency curves, every method retrained on
+    nested stratified subsets of these shares of the training part (a tuple, or a comma-separated string;
+    empty: none), fraction_seeds subsets each (label_curves.py).
     """
 
     models: tuple[str, ...] = ()
@@ -72,13 +75,22 @@ class EvalOptions:
     max_tuning_rows: int = MAX_TUNING_ROWS
     max_kernel_rows: int = MAX_KERNEL_ROWS
     exact: bool = False
+    train_fractions: tuple[float, ...] | str = ()
+    fraction_seeds: int = 5
 
     def checked(self) -> EvalOptions:
         """A copy with heads and ks as tuples (heads unique, in order), after checking every option."""
         ks = tuple(self.ks) if isinstance(self.ks, (list, tuple, range)) else self.ks
         heads = self.heads.split(",") if isinstance(self.heads, str) else self.heads
         heads = tuple(dict.fromkeys(h.strip() for h in heads if h.strip()))
-        options = dataclasses.replace(self, heads=heads, ks=ks)
+        options = dataclasses.replace(self, heads=heads, ks=ks, train_fractions=_fractions(self.train_fractions))
+        if options.train_fractions:
+            check_whole("--fraction-seeds", options.fraction_seeds, 1, MAX_FRACTION_SEEDS)
+            if options.cv is not None:
+                raise MedsearchError("--train-fractions needs one train/test split (its test part is the same for "
+                                     "every fraction); drop --cv")
+            if not options.heads and not options.knn:
+                raise MedsearchError("--train-fractions needs a method to retrain: give --heads or drop --no-knn")
         options._check_heads()
         options._check_numbers()
         options._check_grids()
@@ -142,3 +154,25 @@ class EvalOptions:
             raise MedsearchError(f"--save-head {self.save_head}: only {' and '.join(SAVABLE_HEADS)} heads can be saved")
         if self.save_head and self.save_head not in self.heads:
             raise MedsearchError(f"--save-head {self.save_head} needs {self.save_head} among the evaluated --heads")
+
+
+def _fractions(value) -> tuple[float, ...]:
+    """--train-fractions as ascending unique floats, each in (0, 1]; a string is split at commas."""
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        items = [v.strip() if isinstance(v, str) else v for v in items]
+    except TypeError:
+        raise MedsearchError(f"--train-fractions needs comma-separated shares in (0, 1], got {value!r}") from None
+    out = []
+    for item in items:
+        if isinstance(item, str) and not item:
+            continue
+        try:
+            number = float(item) if not isinstance(item, bool) else float("nan")
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not 0.0 < number <= 1.0:  # NaN fails too
+            raise MedsearchError(f"--train-fractions values must be shares of the training part in (0, 1], e.g. "
+                                 f"0.01,0.1,1; got {item!r}")
+        out.append(number)
+    return tuple(sorted(set(out)))

@@ -53,8 +53,11 @@ class EvalConfig(JsonResult):
     n_jobs: int
     # in the JSON only when an approximation applied or its limits were changed (approximation.py)
     approximation_limits: dict | None = None
+    # in the JSON only with --train-fractions (label-efficiency curves)
+    train_fractions: list[float] | None = None
+    fraction_seeds: int | None = None
 
-    OMIT_WHEN_NONE = ("approximation_limits",)
+    OMIT_WHEN_NONE = ("approximation_limits", "train_fractions", "fraction_seeds")
 
 
 @dataclass
@@ -169,8 +172,59 @@ class ModelEvaluation(JsonResult):
 
 
 @dataclass
+class CurvePoint(JsonResult):
+    """One fraction and seed of a label-efficiency curve: the subset's training labels (rows), patients or
+    rows drawn (units), rows the per-class floor added (fractions.py), the tuning folds used, and each
+    method's test AUC; or, when the point could not be computed, the reason (and no AUCs)."""
+
+    fraction: float
+    seed: int
+    n_train: int
+    n_units: int
+    floor_rows: int
+    folds: int | None
+    auc: dict[str, float | None]
+    not_computable: str | None = None
+
+
+@dataclass
+class CurveBand(JsonResult):
+    """One method at one fraction, over the seeds whose point was computable: the mean test AUC and its
+    band (min and max over the seeds; also the standard deviation), the mean training labels, and the seeds
+    counted and left out (with their reasons)."""
+
+    fraction: float
+    method: str
+    label: str
+    n_train: float
+    auc: float | None
+    lo: float | None
+    hi: float | None
+    sd: float | None
+    n_seeds: int
+    not_computable: list[str]
+
+
+@dataclass
+class LabelCurves(JsonResult):
+    """One model's label-efficiency curves: how the subsets were drawn, the band's definition, every point
+    (one per fraction and seed) and the bands (one per fraction and method)."""
+
+    fractions: list[float]
+    seeds: int
+    subsets: str
+    band: str
+    test_rows: int
+    points: list[CurvePoint]
+    bands: list[CurveBand]
+
+
+@dataclass
 class EvalResult(JsonResult):
-    """Everything `medsearch eval` found, and where its report folder is."""
+    """Everything `medsearch eval` found, where its report folder is, and (in the JSON only with
+    --train-fractions) each model's label-efficiency curves."""
+
+    OMIT_WHEN_NONE = ("curves",)
 
     format: str
     medsearch_version: str
@@ -184,3 +238,4 @@ class EvalResult(JsonResult):
     reference: Reference | None
     models: dict[str, ModelEvaluation]
     report_dir: str
+    curves: dict[str, LabelCurves] | None = None

@@ -11,7 +11,9 @@ Embeddings are read from the store, never recomputed. ``cv=K`` replaces the sing
 folds (each row tested once) and pools the out-of-fold scores. A model named 'a+b' is the fusion of the
 store's models a and b (see fusion), scored like any other. On large training parts the heads are tuned (the
 kernel SVCs also fitted) and k is chosen on stratified subsamples, each stated in the results and warned
-about (approximation; --max-tuning-rows, --max-kernel-rows, --exact).
+about (approximation; --max-tuning-rows, --max-kernel-rows, --exact). --train-fractions adds each model's
+label-efficiency curves: every method retrained on nested stratified subsets of the training part, over seeds,
+scored on the same test part (label_curves).
 
 This module is the driver: options (options), rows and rounds (rounds), one model's scores (scoring),
 head saving (saved_head), the result (results) and the report folder (report).
@@ -31,6 +33,7 @@ from .fusion import fuse, is_fused
 from .eval_options import MAX_KERNEL_ROWS, MAX_TUNING_ROWS, EvalOptions
 from .progress import EvalLog
 from .reference import anchor_for, reference_table
+from .label_curves import label_curves
 from .eval_results import FORMAT, EvalConfig, EvalResult, Reference, StoreInfo
 from .rounds import make_problem
 from .saved_head import save_evaluated_head
@@ -56,12 +59,14 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
     log = EvalLog(options.progress)
     problem, split = make_problem(data, rows, options, grids, log)
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    models, curves = {}, {}
+    models, curves, label = {}, {}, {}
     for key in keys:
         X = RowsOf(data.models[key].embedding, rows)
         models[key], curves[key], fitted = score_model(problem, key, X)
         if options.save_head:
             models[key].saved_head = save_evaluated_head(problem, index_dir, key, X, fitted)
+        if options.train_fractions:
+            label[key] = label_curves(problem, key, X)
 
     from .report import write_report  # matplotlib is only needed once there is something to plot
 
@@ -70,7 +75,7 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
     result = EvalResult(format=FORMAT, medsearch_version=__version__, created=created, index_dir=str(index_dir),
                         store=_store_info(data, rows), config=_config(options, keys, grids, models), split=split,
                         notes=_notes(data, options), warnings=log.warnings, reference=reference, models=models,
-                        report_dir=str(folder))
+                        report_dir=str(folder), curves=label or None)
     write_report(result, curves, folder)
     return result
 
@@ -132,7 +137,9 @@ def _config(options: EvalOptions, keys: list[str], grids: dict, models: dict) ->
                       test_size=o.test_size, cv=o.cv, folds=o.folds, seed=o.seed, ks=list(o.ks), knn_k=o.knn_k,
                       knn_weights=o.knn_weights, n_boot=o.n_boot, scale=o.scale, grids=grids,
                       linear_svc_max_iter=o.linear_svc_max_iter, n_jobs=o.workers,
-                      approximation_limits=limits if approximated or changed else None)
+                      approximation_limits=limits if approximated or changed else None,
+                      train_fractions=list(o.train_fractions) or None,
+                      fraction_seeds=o.fraction_seeds if o.train_fractions else None)
 
 
 def _notes(data: StoreData, options: EvalOptions) -> list[str]:

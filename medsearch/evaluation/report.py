@@ -1,4 +1,5 @@
-"""Render `medsearch eval` results: the terminal table, and the report folder (JSON, CSV, Markdown, ROC plots).
+"""Render `medsearch eval` results: the terminal table, and the report folder (JSON, CSV, Markdown, ROC plots;
+with --train-fractions also the label-efficiency curves' tables, curves.csv and plots, from curve_report).
 
 Rows are model x method; head and k-NN rows fill the classification columns, the retrieval row fills
 P@k / mAP@k; '-' marks a figure that does not apply. Every file is written atomically.
@@ -16,6 +17,7 @@ import numpy as np
 from ..storage.atomic import atomic_write_json, atomic_write_text, atomic_write_with
 from ..display import printable
 from ..storage.store import model_key
+from .curve_report import DPI, curve_markdown_lines, curve_text_lines, curves_csv_text, plot_curves
 
 COLUMNS = ("model", "method", "AUC [95% CI]", "accuracy", "precision", "recall", "F1", "P@10", "mAP@10", "fit s")
 CSV_FIELDS = ("model", "method", "auc", "auc_lo", "auc_hi", "accuracy", "precision", "recall", "f1",
@@ -81,6 +83,8 @@ def format_eval_results(results) -> str:
            _aligned(_columns(k), table_rows(results)), ""]
     for key, model in results["models"].items():
         out += _model_lines(key, model, results["config"]["ks"])
+    for key, curves in (results.get("curves") or {}).items():
+        out += curve_text_lines(key, curves, _aligned)
     split = results["split"]
     both = [r["groups_in_both"] for r in split["rounds"] if r["groups_in_both"] is not None]
     out.append(f"split: {split['description']}; {split['n_train']} train / {split['n_test']} test rows"
@@ -181,6 +185,8 @@ def markdown_text(results) -> str:
             figure = "not recorded" if row["auc"] is None else f"{row['auc']:.4f}"
             lines.append(f"| {row['kind']} | {row.get('model') or '-'} | {row.get('head') or '-'} | {figure} | "
                          f"{row['table']}, {row['source'].split(',')[0]} |")
+    for key, curves in (results.get("curves") or {}).items():
+        lines += curve_markdown_lines(key, curves)
     return "\n".join(lines) + "\n"
 
 
@@ -236,7 +242,8 @@ def _roc_points(y, scores, task, roc_curve):
 
 
 def write_report(results, curves: dict, folder) -> dict[str, str]:
-    """Write results.json, results.csv, results.md and roc-<model>.png into ``folder``; returns their paths.
+    """Write results.json, results.csv, results.md and roc-<model>.png into ``folder`` (with curves in the
+    results, also curves.csv and curves-<model>.png); returns their paths.
 
     ``curves``: {model: {'y', 'scores': {method: pooled test scores}, 'task', 'label_names', 'best'}}."""
     results = _as_json(results)
@@ -255,4 +262,18 @@ def write_report(results, curves: dict, folder) -> dict[str, str]:
         path = folder / f"roc-{model_key(key)}.png"
         atomic_write_with(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100))
         paths[f"roc:{key}"] = path
+    _write_curves(results.get("curves") or {}, folder, paths)
     return {k: str(v) for k, v in paths.items()}
+
+
+def _write_curves(all_curves: dict, folder: Path, paths: dict) -> None:
+    """curves.csv and one curves-<model>.png per model with label-efficiency curves."""
+    if not all_curves:
+        return
+    paths["curves_csv"] = folder / "curves.csv"
+    atomic_write_text(paths["curves_csv"], curves_csv_text(all_curves))
+    for key, curves in all_curves.items():
+        fig = plot_curves(curves, key)
+        path = folder / f"curves-{model_key(key)}.png"
+        atomic_write_with(path, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=DPI))
+        paths[f"curves:{key}"] = path

@@ -1,0 +1,134 @@
+"""`eval --train-fractions`: label-efficiency curves (subsets in fractions.py, points in label_curves.py, their
+rendering in curve_report.py), on synthetic stores with one cheap head."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medsearch.evaluation.curve_report import DPI, FIGSIZE
+from medsearch.evaluation.evaluate import evaluate
+from medsearch.evaluation.fractions import MIN_UNITS, SubsetDrawer
+
+from ..conftest import QUICK, make_store, raises_one_line, run_cli
+
+FRACTIONS = (0.01, 0.1, 0.5, 1.0)
+
+
+def _curves(tmp_path, task="binary", groups_of=0, seeds=3, **extra):
+    store = make_store(tmp_path / "s", task, n=150, groups_of=groups_of, spread=3.0)
+    return evaluate(store, heads=("lr",), retrieval=False, report_dir=tmp_path / "rep", train_fractions=FRACTIONS,
+                    fraction_seeds=seeds, **{**QUICK, **extra}).to_json()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_one_point_per_fraction_and_seed(tmp_path, task):
+    r = _curves(tmp_path, task)
+    curves = r["curves"]["m1"]
+    assert r["config"]["train_fractions"] == list(FRACTIONS) and r["config"]["fraction_seeds"] == 3
+    assert sorted((p["fraction"], p["seed"]) for p in curves["points"]) == \
+        sorted((f, s) for f in FRACTIONS for s in range(3))
+    assert sorted((b["fraction"], b["method"]) for b in curves["bands"]) == \
+        sorted((f, m) for f in FRACTIONS for m in ("lr", "knn"))
+    n_train = r["split"]["n_train"]
+    sizes = [np.mean([p["n_train"] for p in curves["points"] if p["fraction"] == f]) for f in FRACTIONS]
+    assert sizes == sorted(sizes) and sizes[-1] == n_train
+    for b in curves["bands"]:
+        if b["auc"] is not None:
+            assert b["lo"] <= b["auc"] <= b["hi"] and b["n_seeds"] + len(b["not_computable"]) == 3
+    assert curves["test_rows"] == r["models"]["m1"]["n_test"]
+
+
+def test_fraction_one_is_the_normal_evaluation(tmp_path):
+    r = _curves(tmp_path, "multiclass", seeds=2)
+    full = [p for p in r["curves"]["m1"]["points"] if p["fraction"] == 1.0]
+    for method in ("lr", "knn"):
+        assert all(p["auc"][method] == pytest.approx(r["models"]["m1"]["methods"][method]["auc"], abs=1e-12)
+                   for p in full)
+
+
+def test_grouped_subsets_never_split_a_patient(tmp_path):
+    rng = np.random.default_rng(1)
+    groups = np.repeat([f"p{i}" for i in range(60)], rng.integers(1, 6, 60))
+    y = (rng.random(groups.size) < 0.3).astype(int)
+    drawer = SubsetDrawer(y, "binary", groups)
+    for seed in range(3):
+        for sub in drawer.subsets(FRACTIONS, seed):
+            inside = set(groups[sub.positions])
+            assert all(g in inside for g in groups[np.isin(groups, list(inside))])
+            assert np.isin(groups, list(inside)).sum() == sub.positions.size
+    r = _curves(tmp_path, "binary", groups_of=3)
+    assert r["split"]["mode"] == "grouped"
+    assert all(p["n_train"] == 3 * p["n_units"] for p in r["curves"]["m1"]["points"])  # whole patients of 3 rows
+
+
+def test_subsets_are_stratified_nested_and_floored():
+    rng = np.random.default_rng(0)
+    y = rng.choice(3, size=2000, p=[0.7, 0.25, 0.05])
+    share = np.bincount(y) / y.size
+    drawer = SubsetDrawer(y, "multiclass")
+    for seed in range(3):
+        fractions = (0.001, 0.05, 0.2, 0.5, 1.0)
+        subsets = drawer.subsets(fractions, seed)
+        for small, large in zip(subsets, subsets[1:]):
+            assert np.isin(small.positions, large.positions).all()  # nested
+        assert np.bincount(y[subsets[0].positions], minlength=3).min() >= MIN_UNITS  # a class floor at 0.1%
+        for f, sub in zip(fractions[1:], subsets[1:]):
+            assert sub.positions.size == round(f * y.size)  # rows are the units: the target exactly
+            got = np.bincount(y[sub.positions], minlength=3) / sub.positions.size
+            assert np.abs(got - share).max() < 0.02, got
+        assert subsets[-1].positions.size == y.size
+    assert not np.array_equal(drawer.subsets((0.2,), 0)[0].positions, drawer.subsets((0.2,), 1)[0].positions)
+
+
+def test_multilabel_floor_keeps_every_label_on_both_sides():
+    rng = np.random.default_rng(2)
+    y = (rng.random((500, 4)) < [0.5, 0.2, 0.03, 0.97]).astype(np.int8)
+    for sub in SubsetDrawer(y, "multilabel").subsets((0.005, 0.1), 0):
+        positives = y[sub.positions].sum(axis=0)
+        assert (positives >= MIN_UNITS).all() and (sub.positions.size - positives >= MIN_UNITS).all()
+
+
+def test_a_point_that_cannot_be_computed_says_why(tmp_path):
+    r = _curves(tmp_path, "binary", seeds=2, knn_k=20)  # 1% of 120 training rows holds fewer than 20
+    points = r["curves"]["m1"]["points"]
+    small = [p for p in points if p["fraction"] == 0.01]
+    assert all(p["auc"] == {} and "--knn-k 20" in p["not_computable"] for p in small)
+    band = next(b for b in r["curves"]["m1"]["bands"] if b["fraction"] == 0.01 and b["method"] == "lr")
+    assert band["auc"] is None and band["n_seeds"] == 0 and len(band["not_computable"]) == 2
+    assert all(p["not_computable"] is None for p in points if p["fraction"] == 1.0)
+    text = (tmp_path / "rep" / "results.md").read_text()
+    assert "not computable" in text and "--knn-k 20" in text
+
+
+@pytest.mark.parametrize("flags, named", [
+    (dict(train_fractions="0,0.5"), "--train-fractions"), (dict(train_fractions="0.5,1.5"), "--train-fractions"),
+    (dict(train_fractions="a"), "--train-fractions"), (dict(train_fractions=(0.1,), fraction_seeds=0), "--fraction-seeds"),
+    (dict(train_fractions=(0.1,), cv=3), "--cv")])
+def test_bad_flags_are_refused_in_one_line(tmp_path, flags, named):
+    store = make_store(tmp_path / "s", "binary", n=60)
+    assert named in raises_one_line(lambda: evaluate(store, report_dir=tmp_path / "rep", **{**QUICK, **flags}))
+    assert not (tmp_path / "rep").exists()
+
+
+def test_cli_sorts_fractions_and_writes_the_report_and_plot(tmp_path):
+    store = make_store(tmp_path / "s", "binary", n=120, spread=3.0)
+    out = run_cli("eval", "--index", store, "--heads", "lr", "--C", "1", "--no-retrieval", "--n-boot", "50", "--quiet",
+                  "--train-fractions", "1.0,0.05,0.5,0.05", "--fraction-seeds", "2", "--report-dir", tmp_path / "rep",
+                  "--json")
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.output)
+    assert r["curves"]["m1"]["fractions"] == [0.05, 0.5, 1.0] and len(r["curves"]["m1"]["points"]) == 6
+    rep = tmp_path / "rep"
+    assert json.loads((rep / "results.json").read_text())["curves"] == r["curves"]
+    assert "Label-efficiency curves: m1" in (rep / "results.md").read_text()
+    assert len((rep / "curves.csv").read_text().splitlines()) == 1 + 6 * 2
+    with Image.open(rep / "curves-m1.png") as image:
+        assert image.format == "PNG" and image.size == (FIGSIZE[0] * DPI, FIGSIZE[1] * DPI)
+        assert np.asarray(image.convert("L")).std() > 10  # drawn, not blank
+    text = run_cli("eval", "--index", store, "--heads", "lr", "--C", "1", "--no-retrieval", "--quiet",
+                   "--train-fractions", "0.5", "--fraction-seeds", "2", "--report-dir", tmp_path / "rep2")
+    assert "m1 label-efficiency curves" in text.output and "50%" in text.output
+
+    bad = run_cli("eval", "--index", store, "--train-fractions", "0.1,2")
+    assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0 and "--train-fractions" in bad.output
