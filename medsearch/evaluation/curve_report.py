@@ -43,8 +43,8 @@ def curve_table(curves: dict) -> tuple[list[str], list[list[str]]]:
 
 def not_computable_lines(curves: dict) -> list[str]:
     """One line per point that could not be computed, with its reason."""
-    return [f"{_percent(p['fraction'])} seed {p['seed']}: {p['not_computable']}"
-            for p in curves["points"] if p["not_computable"]]
+    return [f"{_percent(p['fraction'])} seed {p['seed']} {method}: {why}"
+            for p in curves["points"] for method, why in p["not_computable"].items()]
 
 
 def curve_text_lines(key: str, curves: dict, aligned) -> list[str]:
@@ -80,7 +80,8 @@ def curves_csv_text(all_curves: dict) -> str:
                 writer.writerow({"model": key, "fraction": p["fraction"], "seed": p["seed"], "n_train": p["n_train"],
                                  "n_units": p["n_units"], "floor_rows": p["floor_rows"],
                                  "folds": "" if p["folds"] is None else p["folds"], "method": m,
-                                 "auc": "" if auc is None else auc, "not_computable": p["not_computable"] or ""})
+                                 "auc": "" if auc is None else auc,
+                                 "not_computable": p["not_computable"].get(m, "")})
     return buf.getvalue()
 
 

@@ -174,8 +174,8 @@ class ModelEvaluation(JsonResult):
 @dataclass
 class CurvePoint(JsonResult):
     """One fraction and seed of a label-efficiency curve: the subset's training labels (rows), patients or
-    rows drawn (units), rows the per-class floor added (fractions.py), the tuning folds used, and each
-    method's test AUC; or, when the point could not be computed, the reason (and no AUCs)."""
+    rows drawn (units), rows the per-class floor added (fractions.py), the tuning folds used, each method's
+    test AUC, and for each method that could not be computed on this subset the reason (and no AUC)."""
 
     fraction: float
     seed: int
@@ -184,7 +184,7 @@ class CurvePoint(JsonResult):
     floor_rows: int
     folds: int | None
     auc: dict[str, float | None]
-    not_computable: str | None = None
+    not_computable: dict[str, str]
 
 
 @dataclass

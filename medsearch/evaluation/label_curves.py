@@ -9,8 +9,10 @@ point at fraction 1.0 is the main evaluation's AUC, and a new head is on the cur
 Tuning on a small subset: the heads' grid search and the choice of k use min(--folds, the fewest patients
 or rows any class has in the subset) folds, at least 2 (the per-class floor of fractions.py guarantees that
 wherever the training part allows); with fewer the point is not computable and says why, as it does when
-the fit itself refuses the subset (a MedsearchError, e.g. a --knn-k above the subset's rows). A point never
-gets a number it did not earn. The band over seeds is the min-max of the computable seeds' AUCs (with few
+the fit itself refuses the subset (a MedsearchError, e.g. a --knn-k above the subset's rows; then each
+method is retried alone, so that only the methods that refuse lose the point). No method gets a number it
+did not earn: a point not computable has its reason in place of an AUC, and the band counts the seeds it
+stands on. The band over seeds is the min-max of the computable seeds' AUCs (with few
 seeds a percentile interval would be just that); the standard deviation is recorded beside it.
 """
 from __future__ import annotations
@@ -79,20 +81,36 @@ def label_curves(problem: Problem, key: str, X) -> LabelCurves:
 
 
 def _score_point(problem: Problem, key, X, sub, test, subset, log, unit) -> tuple:
-    """(tuning folds, {method: test AUC}, None), or (folds or None, {}, the reason it is not computable)."""
+    """(tuning folds or None, {method: test AUC}, {method: why it is not computable}) on one subset."""
+    methods = [*problem.options.heads, *(["knn"] if problem.options.knn else [])]
     folds = min(problem.options.folds, subset.fewest_per_class, subset.n_units)
     if folds < 2:
-        return None, {}, (f"a class has {subset.fewest_per_class} {unit}(s) in the subset; tuning needs at least "
-                          f"2 folds, each holding every class")
+        why = (f"a class has {subset.fewest_per_class} {unit}(s) in the subset; tuning needs at least 2 folds, "
+               "each holding every class")
+        return None, {}, dict.fromkeys(methods, why)
     options = dataclasses.replace(problem.options, folds=folds, retrieval=False, save_head=None, n_boot=1, ks=(1,),
                                   progress=False)
-    point = dataclasses.replace(problem, rounds=[(sub, test)], options=options, log=log)
     try:
-        check_against_rounds(point.rounds, options)
-        evaluation, _, _ = score_model(point, key, X)
+        return folds, _aucs(problem, key, X, sub, test, options, log), {}
     except MedsearchError as exc:
-        return folds, {}, str(exc)
-    return folds, {m: s.auc for m, s in evaluation.methods.items()}, None
+        if len(methods) == 1:
+            return folds, {}, {methods[0]: str(exc)}
+    aucs, why = {}, {}  # one method refused the subset: find which, and keep the others' AUCs
+    for m in methods:
+        alone = dataclasses.replace(options, heads=(m,) if m != "knn" else (), knn=m == "knn")
+        try:
+            aucs.update(_aucs(problem, key, X, sub, test, alone, log))
+        except MedsearchError as exc:
+            why[m] = str(exc)
+    return folds, aucs, why
+
+
+def _aucs(problem: Problem, key, X, sub, test, options, log) -> dict:
+    """Each method's test AUC after training on ``sub`` (score_model on a one-round problem)."""
+    point = dataclasses.replace(problem, rounds=[(sub, test)], options=options, log=log)
+    check_against_rounds(point.rounds, options)
+    evaluation, _, _ = score_model(point, key, X)
+    return {m: s.auc for m, s in evaluation.methods.items()}
 
 
 def bands(points: list[CurvePoint], methods: list[str]) -> list[CurveBand]:
@@ -103,7 +121,7 @@ def bands(points: list[CurvePoint], methods: list[str]) -> list[CurveBand]:
         n_train = float(np.mean([p.n_train for p in at]))
         for m in methods:
             values = np.array([p.auc[m] for p in at if p.auc.get(m) is not None and np.isfinite(p.auc[m])])
-            left_out = [f"seed {p.seed}: {p.not_computable or 'AUC undefined'}" for p in at
+            left_out = [f"seed {p.seed}: {p.not_computable.get(m, 'test AUC undefined')}" for p in at
                         if p.auc.get(m) is None or not np.isfinite(p.auc[m])]
             stats = (float(values.mean()), float(values.min()), float(values.max()), float(values.std())) \
                 if values.size else (None,) * 4
