@@ -66,7 +66,7 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
         if options.save_head:
             models[key].saved_head = save_evaluated_head(problem, index_dir, key, X, fitted)
         if options.train_fractions:
-            label[key] = label_curves(problem, key, X)
+            label[key] = label_curves(problem, key, X, models[key])
 
     from .report import write_report  # matplotlib is only needed once there is something to plot
 

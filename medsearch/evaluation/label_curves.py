@@ -4,7 +4,8 @@ For each seed and fraction, every method the evaluation scores (each head in --h
 and the k-NN vote) is retrained on a subset of the training part (fractions.py: stratified, grouped by
 patient where the store has groups, nested across the fractions of one seed) through the very path of the
 main evaluation (scoring.score_model on a one-round problem), and scored on the same full test part. So a
-point at fraction 1.0 is the main evaluation's AUC, and a new head is on the curves without code here.
+point at fraction 1.0 is the main evaluation's AUC (taken from it, not refitted: the test suite checks that
+a refit gives the same), and a new head is on the curves without code here.
 
 Tuning on a small subset: the heads' grid search and the choice of k use min(--folds, the fewest patients
 or rows any class has in the subset) folds, at least 2 (the per-class floor of fractions.py guarantees that
@@ -23,7 +24,7 @@ import time
 import numpy as np
 
 from ..errors import MedsearchError
-from .eval_results import CurveBand, CurvePoint, LabelCurves
+from .eval_results import CurveBand, CurvePoint, LabelCurves, ModelEvaluation
 from .fractions import MIN_UNITS, SubsetDrawer
 from .progress import EvalLog
 from .rounds import Problem, check_against_rounds
@@ -42,8 +43,11 @@ class _QuietLog(EvalLog):
         self.warnings.append(text)
 
 
-def label_curves(problem: Problem, key: str, X) -> LabelCurves:
-    """Model ``key``'s curves on the problem's single round (its training part subsampled, its test part whole)."""
+def label_curves(problem: Problem, key: str, X, full: ModelEvaluation | None = None) -> LabelCurves:
+    """Model ``key``'s curves on the problem's single round (its training part subsampled, its test part whole).
+
+    ``full``: the main evaluation of the model; a subset that is the whole training part takes its AUCs (the
+    same fit: no refit), else every point is fitted here."""
     options, log = problem.options, problem.log
     (train, test), = problem.rounds
     grouped = problem.split_mode == "grouped" and problem.groups is not None
@@ -54,6 +58,8 @@ def label_curves(problem: Problem, key: str, X) -> LabelCurves:
     start = log.meter(f"{key} label curves", "points")
     advance = start(len(fractions) * n_seeds) if start else None
     scored: dict[bytes, tuple] = {}  # a subset already scored (e.g. fraction 1.0: one subset for every seed)
+    if full is not None:
+        scored[train.tobytes()] = (options.folds, {m: full.methods[m].auc for m in methods}, {})
     quiet, points, unit = _QuietLog(), [], "patient" if grouped else "row"
     for i, fraction in enumerate(fractions):
         t0 = time.perf_counter()

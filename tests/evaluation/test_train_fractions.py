@@ -7,7 +7,12 @@ import pytest
 from PIL import Image
 
 from medsearch.evaluation.curve_report import DPI, FIGSIZE
-from medsearch.evaluation.evaluate import evaluate
+from medsearch.evaluation.eval_options import EvalOptions
+from medsearch.evaluation.evaluate import RowsOf, evaluate
+from medsearch.evaluation.label_curves import label_curves
+from medsearch.evaluation.progress import EvalLog
+from medsearch.evaluation.rounds import make_problem
+from medsearch.storage.store import read_store
 from medsearch.evaluation.fractions import MIN_UNITS, SubsetDrawer
 
 from ..conftest import QUICK, make_store, raises_one_line, run_cli
@@ -42,9 +47,19 @@ def test_one_point_per_fraction_and_seed(tmp_path, task):
 def test_fraction_one_is_the_normal_evaluation(tmp_path):
     r = _curves(tmp_path, "multiclass")
     full = [p for p in r["curves"]["m1"]["points"] if p["fraction"] == 1.0]
+    methods = r["models"]["m1"]["methods"]
     for method in ("lr", "knn"):
-        assert all(p["auc"][method] == pytest.approx(r["models"]["m1"]["methods"][method]["auc"], abs=1e-12)
-                   for p in full)
+        assert all(p["auc"][method] == methods[method]["auc"] for p in full)
+    # eval takes fraction 1.0 from its main fit; refitted through the curves' own path it is the same
+    options = EvalOptions(heads=("lr",), retrieval=False, train_fractions=(1.0,), fraction_seeds=1,
+                          **QUICK).checked()
+    data = read_store(tmp_path / "s")
+    rows = data.models["m1"].usable()
+    problem, _ = make_problem(data, rows, options, options.grids(), EvalLog(False))
+    refit = label_curves(problem, "m1", RowsOf(data.models["m1"].embedding, rows)).points
+    assert refit[0].n_train == r["split"]["n_train"] and refit[0].folds == options.folds
+    for method in ("lr", "knn"):
+        assert refit[0].auc[method] == pytest.approx(methods[method]["auc"], abs=1e-12)
 
 
 def test_grouped_subsets_never_split_a_patient(tmp_path):
