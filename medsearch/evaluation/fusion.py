@@ -23,13 +23,23 @@ def is_fused(key: str) -> bool:
     return SEPARATOR in key
 
 
+def parts(key: str) -> list[str]:
+    """The stored models a fused key names, in column order ('a+b' -> ['a', 'b']); an unfused key is one part."""
+    return [part.strip() for part in key.split(SEPARATOR)]
+
+
+def block_dims(data: StoreData, key: str) -> tuple[int, ...]:
+    """The width of each part's columns in the fused model ``key`` (fused or not) of ``data``."""
+    return tuple(int(data.models[part].dim) for part in parts(key))
+
+
 def fuse(data: StoreData, key: str) -> ModelData:
     """The fused model named ``key`` ('a+b[+c...]', each part a model of ``data``)."""
-    parts = [part.strip() for part in key.split(SEPARATOR)]
-    if len(parts) < 2 or any(not part for part in parts) or len(set(parts)) < len(parts):
+    names = parts(key)
+    if len(names) < 2 or any(not part for part in names) or len(set(names)) < len(names):
         raise MedsearchError(f"fused model {key!r}: join two or more different stored models with '+', "
                              f"e.g. {'+'.join(list(data.models)[:2]) or 'efficientnet-lite0+mobilenet-v2'}")
-    models = [data.model(part)[1] for part in parts]  # an unknown part -> the store's own message
+    models = [data.model(part)[1] for part in names]  # an unknown part -> the store's own message
     masks, blocks = [], []
     for model in models:
         E = np.asarray(model.embedding, dtype=np.float64)
@@ -39,11 +49,11 @@ def fuse(data: StoreData, key: str) -> ModelData:
         mask[model.usable()] = True
         masks.append(mask)
     usable = np.logical_and.reduce(masks)
-    embedding = (np.hstack(blocks) / np.sqrt(len(parts))).astype(np.float32)
+    embedding = (np.hstack(blocks) / np.sqrt(len(names))).astype(np.float32)
     reason = [""] * len(data)
     for i in np.flatnonzero(~usable):
-        reason[i] = "no embedding from " + ", ".join(p for p, mask in zip(parts, masks) if not mask[i])
+        reason[i] = "no embedding from " + ", ".join(p for p, mask in zip(names, masks) if not mask[i])
     state = np.where(usable, EMBEDDED, SKIPPED).astype(np.int8)
     prov = {"fusion": "L2-normalised parts concatenated / sqrt(parts)",
-            "parts": {p: provenance(m) for p, m in zip(parts, models)}}
+            "parts": {p: provenance(m) for p, m in zip(names, models)}}
     return ModelData(embedding, state, reason, {"provenance": json.dumps(prov)})

@@ -23,6 +23,11 @@ key, the embedding dimension and the encoder's provenance (ENCODER_FIELDS); ``mi
 store's model differs from that, so a head is never applied to other classes or other embeddings.
 Only lr and linear-svc can be saved: svc-rbf is not linear, and multiclass svc-linear is one-vs-one
 inside libsvm, so its coefficients do not give the one-vs-rest scores that head_scores reports.
+
+The network heads (NETWORK_HEADS: mlp, and dvme over a fused model's encoders; see dvme) are registered
+beside the paper's four: their own grids instead of C, and multilabel fitted by one network with a sigmoid
+per label (NativeMultilabel keeps the 'clf__estimator__' parameter names of the one-vs-rest heads). They
+are saved as arrays too (network_head).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.special import expit, softmax
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -46,14 +51,16 @@ from sklearn.svm import SVC, LinearSVC
 
 from medsearch.display import printable
 from medsearch.errors import MedsearchError
+from medsearch.evaluation.dvme import DVMEClassifier, MLPHead
+from medsearch.evaluation.head_checks import ENCODER_FIELDS, encoder_fields, encoder_mismatches, head_mismatches
 from medsearch.evaluation.metrics import auc_aligned, check_task
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
 SAVE_FORMAT = "medsearch-linear-head/2"
 OLD_FORMATS = ("medsearch-linear-head/1",)  # did not record the encoder: cannot prove what they fit
-# what makes two models' embeddings the same (as `medsearch index` compares a model it is asked to extend)
-ENCODER_FIELDS = ("encoder", "weights_sha256", "weights_source", "preprocess", "dim")
-SAVABLE_HEADS = ("lr", "linear-svc")
+LINEAR_SAVABLE = ("lr", "linear-svc")
+# what `eval --save-head` offers (cli/eval.py writes them out); save_head also saves mlp and dvme (network_head)
+SAVABLE_HEADS = LINEAR_SAVABLE
 
 
 def scaled(clf, scale: bool = True) -> Pipeline:
@@ -68,17 +75,21 @@ class HeadSpec:
     build: Callable[[], BaseEstimator]
     extra_grid: dict = field(default_factory=dict)
     threshold: float = 0.0  # on head_scores: 0.5 for probabilities, 0 for decision functions
+    own_grid: dict | None = None  # a grid replacing the paper's C grid (network heads)
+    native_multilabel: bool = False  # fits a 0/1 label matrix itself (no one-vs-rest)
+    blocks: bool = False  # needs the block widths of a fused model ('block_dims', see fused_grid)
 
     def make(self, task: str, *, scale: bool = True) -> Pipeline:
         check_task(task)
         clf = self.build()
         if task == "multilabel":
-            clf = OneVsRestClassifier(clf)
+            clf = NativeMultilabel(clf) if self.native_multilabel else OneVsRestClassifier(clf)
         return scaled(clf, scale)
 
     def paper_grid(self) -> dict:
-        """The paper's grid of this head, short names: {'C': [...], **extra_grid}."""
-        return {key: list(values) for key, values in {"C": C_GRID, **self.extra_grid}.items()}
+        """The paper's grid of this head, short names: {'C': [...], **extra_grid} (own_grid instead of C)."""
+        base = {"C": C_GRID} if self.own_grid is None else self.own_grid
+        return {key: list(values) for key, values in {**base, **self.extra_grid}.items()}
 
     def grid(self, task: str) -> dict:
         """The paper's grid as GridSearchCV keys of the head's Pipeline for ``task``."""
@@ -94,6 +105,43 @@ HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in (
     HeadSpec("svc-rbf", "SVM with an RBF kernel (libsvm)", lambda: SVC(kernel="rbf", decision_function_shape="ovr"),
              {"gamma": ["scale", "auto"]}),
 )}
+NETWORK_HEADS: dict[str, HeadSpec] = {spec.name: spec for spec in (
+    HeadSpec("mlp", "MLP adapter: one hidden layer, dropout, early stopping (torch)", MLPHead, threshold=0.5,
+             own_grid={"hidden_dim": [32, 128], "weight_decay": [1e-4, 1e-2]}, native_multilabel=True),
+    HeadSpec("dvme", "DVME: per-image attention over a fused model's encoders (torch)", DVMEClassifier, threshold=0.5,
+             own_grid={"shared_dim": [32, 128], "weight_decay": [1e-4, 1e-2]}, native_multilabel=True, blocks=True),
+)}
+ALL_HEADS = {**HEADS, **NETWORK_HEADS}
+
+
+class NativeMultilabel(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """The multilabel step of a head that fits a 0/1 label matrix itself: the head unchanged, under the
+    name the one-vs-rest heads give theirs ('clf__estimator__...'), so every grid converts one way."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def fit(self, X, y):
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.classes_, self.n_features_in_ = self.estimator_.classes_, self.estimator_.n_features_in_
+        return self
+
+    def predict_proba(self, X):
+        return self.estimator_.predict_proba(X)
+
+    def decision_function(self, X):
+        return self.estimator_.decision_function(X)
+
+    def predict(self, X):
+        return self.estimator_.predict(X)
+
+
+def fused_grid(name: str, grid: dict, block_dims) -> dict:
+    """A head's short-name grid for one model: keys the head does not take dropped (--C for a network head),
+    and a block head's 'block_dims' (the fused model's part widths) added as a single setting."""
+    spec = get_head(name)
+    grid = {key: values for key, values in grid.items() if key in spec.paper_grid()}
+    return {**grid, "block_dims": [tuple(block_dims)]} if spec.blocks else grid
 
 
 def gridsearch_params(params: dict, task: str) -> dict:
@@ -110,9 +158,9 @@ def short_params(params: dict) -> dict:
 
 
 def get_head(name: str) -> HeadSpec:
-    if name not in HEADS:
-        raise MedsearchError(f"unknown head {name!r}; choose from {', '.join(HEADS)}")
-    return HEADS[name]
+    if name not in ALL_HEADS:
+        raise MedsearchError(f"unknown head {name!r}; choose from {', '.join(ALL_HEADS)}")
+    return ALL_HEADS[name]
 
 
 def head_scores(estimator, X, task: str) -> np.ndarray:
@@ -210,21 +258,23 @@ def _linear_parts(estimator, name: str):
     return coef, intercept, mean, scale
 
 
-def encoder_fields(provenance: dict) -> dict:
-    """The part of a model's provenance (medsearch.storage.store.provenance) that decides what its embeddings mean."""
-    return {key: provenance.get(key) for key in ENCODER_FIELDS}
-
-
 def save_head(path, estimator, *, name: str, task: str, classes, model_key: str, encoder: dict) -> None:
-    """Write a fitted lr / linear-svc head to ``path`` (.npz of arrays plus JSON metadata).
+    """Write a fitted lr / linear-svc head (or a network head, see network_head) to ``path`` (.npz of arrays
+    plus JSON metadata).
 
     ``classes``: the class (label) names in the order of the head's scores, i.e. the store's label_names;
-    ``encoder``: the provenance of the model whose embeddings it was trained on (medsearch.storage.store.provenance).
+    ``encoder``: the provenance of the model whose embeddings it was trained on (medsearch.storage.store.provenance;
+    of a fused model for dvme, whose 'parts' name each encoder).
     """
     check_task(task)
-    if name not in SAVABLE_HEADS:
-        raise MedsearchError(f"head {name!r} cannot be saved; only {' and '.join(SAVABLE_HEADS)} heads are linear "
-                             "one-vs-rest models we can store")
+    if name in NETWORK_HEADS:
+        from .network_head import save_network_head
+
+        return save_network_head(path, estimator, name=name, task=task, classes=classes, model_key=model_key,
+                                 encoder=encoder)
+    if name not in LINEAR_SAVABLE:
+        raise MedsearchError(f"head {name!r} cannot be saved; only lr and linear-svc (linear one-vs-rest models) "
+                             f"and the network heads ({', '.join(NETWORK_HEADS)}) can be stored as arrays")
     coef, intercept, mean, scale = _linear_parts(estimator, name)
     d = coef.shape[1]
     if not isinstance(encoder, dict):
@@ -286,27 +336,17 @@ class LinearHead:
         """How a store's model differs from what this head was trained on, one phrase each (empty: it fits).
 
         Classes are compared by name and in order (the head's scores are in its own class order)."""
-        out = []
-        if model_key != self.model_key:
-            out.append(f"it was trained on '{self.model_key}' embeddings, not '{model_key}'")
-        if task != self.task:
-            out.append(f"it was trained for a {self.task} task, this store's is {task}")
-        names = [str(n) for n in label_names]
-        if names != self.label_names:
-            out.append(f"it was trained on {_names(self.label_names)}; this store has {_names(names)}"
-                       + _first_difference(self.label_names, names))
-        if int(dim) != self.dim:
-            out.append(f"it takes {self.dim}-dimensional embeddings, this model's are {int(dim)}-dimensional")
-        have = encoder_fields(provenance)
-        for key in ENCODER_FIELDS:
-            if key != "dim" and have[key] != self.encoder.get(key):
-                out.append(f"its embeddings were made with another {key.replace('_', ' ')} "
-                           f"({_short(self.encoder.get(key))} vs this store's {_short(have[key])})")
-        return out
+        return (head_mismatches(self, task=task, label_names=label_names, model_key=model_key, dim=dim)
+                + encoder_mismatches(self.encoder, provenance))
 
     @property
     def threshold(self) -> float:
         return HEADS[self.name].threshold
+
+    @property
+    def probabilities(self) -> bool:
+        """Whether scores() are probabilities (lr) rather than decision values (linear-svc)."""
+        return self.name == "lr"
 
     def decision_function(self, X) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -338,14 +378,19 @@ class LinearHead:
         return (scores >= self.threshold).astype(int)
 
 
-def load_head(path) -> LinearHead:
-    """Read a head written by save_head; any malformed file raises MedsearchError."""
+def load_head(path):
+    """Read a head written by save_head (a LinearHead, or a network_head.NetworkHead); any malformed file
+    raises MedsearchError."""
+    from .network_head import NETWORK_FORMAT, load_network_head
+
     shown = printable(str(path))
     bad = f"{shown} is not a valid medsearch head file"
     try:
         with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["metadata"]))
+            if isinstance(meta, dict) and meta.get("format") == NETWORK_FORMAT:
+                return load_network_head(data, meta, bad)
             arrays = {key: data[key] for key in ("coef", "intercept", "scaler_mean", "scaler_scale", "metadata")}
-        meta = json.loads(str(arrays["metadata"]))
     except FileNotFoundError:
         raise MedsearchError(f"head file {shown} does not exist; check the path") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
@@ -362,7 +407,7 @@ def load_head(path) -> LinearHead:
         n_features, model_key, encoder = int(meta["embedding_dim"]), str(meta["model_key"]), meta["encoder"]
     except (KeyError, TypeError, ValueError):
         raise MedsearchError(f"{bad} (incomplete metadata); re-save it") from None
-    if (name not in SAVABLE_HEADS or task not in ("binary", "multiclass", "multilabel") or not isinstance(classes, list)
+    if (name not in LINEAR_SAVABLE or task not in ("binary", "multiclass", "multilabel") or not isinstance(classes, list)
             or not isinstance(encoder, dict) or set(encoder) != set(ENCODER_FIELDS)):
         raise MedsearchError(f"{bad} (head {name!r}, task {task!r}, metadata fields); re-save it")
     coef, intercept = arrays["coef"], arrays["intercept"]
@@ -378,23 +423,3 @@ def load_head(path) -> LinearHead:
         raise MedsearchError(f"{bad} (non-finite values or non-positive scales); re-save it")
     return LinearHead(name, task, model_key, classes, coef, intercept, mean, scale, encoder)
 
-
-def _names(names, shown: int = 10) -> str:
-    """'classes a, b, c' on one line; a long list is cut after ``shown`` names."""
-    text = ", ".join(printable(str(n)) for n in names[:shown]) or "(none)"
-    return f"classes {text}" if len(names) <= shown else f"{len(names)} classes {text}, ..."
-
-
-def _first_difference(a: list[str], b: list[str], shown: int = 10) -> str:
-    """Where two long class lists part, when the cut lists of _names would not show it."""
-    if len(a) <= shown and len(b) <= shown:
-        return ""
-    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    if i >= min(len(a), len(b)):
-        return f" (the same first {i} names)"
-    return f" (first difference at class {i + 1}: {printable(a[i])} vs {printable(b[i])})"
-
-
-def _short(value) -> str:
-    text = printable(json.dumps(value, sort_keys=True))
-    return text if len(text) <= 80 else text[:77] + "..."

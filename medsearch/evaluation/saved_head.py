@@ -15,7 +15,8 @@ from ..errors import MedsearchError
 from ..solvers.grid_search import search_heads
 from ..storage.atomic import atomic_write_with
 from ..storage.store import provenance
-from .heads import save_head
+from .fusion import block_dims
+from .heads import fused_grid, save_head
 from .rounds import Problem, inner_folds
 
 
@@ -30,7 +31,8 @@ def save_evaluated_head(problem: Problem, index_dir, key: str, X: np.ndarray, fi
                              "saved from it could not score them all; save it from a larger store")
     if fit is None:  # cross-validation: tune and fit once more on every evaluated row
         fit = search_heads([name], X[train], y[train], data.task, folds=inner_folds(problem, train),
-                           grids={name: problem.grids[name]}, scale=options.scale, n_jobs=options.workers,
+                           grids={name: fused_grid(name, problem.grids[name], block_dims(data, key))},
+                           scale=options.scale, n_jobs=options.workers,
                            linear_svc_max_iter=options.linear_svc_max_iter)[name]
     folder = Path(index_dir) / "heads"
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ from ..search.knn import KNN_K_GRID, KNNVoter, cv_select_k, vote_shares
 from ..solvers.grid_search import search_heads
 from ..storage.store import provenance
 from .approximation import is_kernel_head, record, stratified_subsample, warning_text
-from .heads import HEADS, head_scores
+from .attention import attention_of, attention_summary
+from .fusion import block_dims, is_fused, parts
+from .heads import ALL_HEADS, NETWORK_HEADS, fused_grid, get_head, head_scores
 from .knn_tuning import choose_k
 from .metrics import auc, bootstrap_aucs, ci_from_bootstrap, classification_report_dict, delta_from_bootstrap, \
     per_class_auc
@@ -30,12 +32,22 @@ if TYPE_CHECKING:
     from ..solvers.grid_search import HeadFit
 
 LABELS = {"lr": "LR", "linear-svc": "LinearSVC", "svc-linear": "SVC-linear", "svc-rbf": "SVC-rbf",
-          "knn": "k-NN vote", "retrieval": "retrieval"}
+          "mlp": "MLP", "dvme": "DVME", "knn": "k-NN vote", "retrieval": "retrieval"}
+
+
+def check_block_heads(heads, keys) -> None:
+    """Refuse a head that weighs encoders (dvme) on a model that is not a fusion of several."""
+    for name in heads:
+        unfused = [key for key in keys if not is_fused(key)]
+        if get_head(name).blocks and unfused:
+            raise MedsearchError(f"head {name!r} weighs the encoders of a fused model, and {unfused[0]!r} is a single "
+                                 f"model: evaluate it on a fusion (--model a+b), and single models in another run")
 
 
 def score_model(problem: Problem, key: str, X: np.ndarray) -> tuple[ModelEvaluation, dict, HeadFit | None]:
     """(the model's scores, its pooled test labels and scores for the ROC plots, the --save-head head as
     fitted on the training part when there is a single round, else None)."""
+    check_block_heads(problem.options.heads, [key])
     run = _ModelRun(problem, key, X)
     for r, (train, test) in enumerate(problem.rounds):
         run.score_round(r, train, test)
@@ -80,6 +92,9 @@ class _ModelRun:
         self.retrieval_seconds = 0.0
         self.kept: HeadFit | None = None
         self.approximations: dict[str, dict] = {}
+        self.attention: dict[str, list] = {m: [] for m in self.options.heads if get_head(m).blocks}
+        self.grids = {**problem.grids, **{m: fused_grid(m, problem.grids[m], block_dims(problem.data, key))
+                                          for m in self.options.heads if m in NETWORK_HEADS}}
 
     def score_round(self, r: int, train, test) -> None:
         n_rounds = len(self.problem.rounds)
@@ -130,13 +145,19 @@ class _ModelRun:
             self.tuning[fit.name].add_fit(fit)
             if fit.name == options.save_head and one_round:
                 self.kept = fit
+            fit.params.pop("block_dims", None)  # the fused model's part widths, not a tuned setting
+            weighed = ""
+            if fit.name in self.attention:
+                weights = attention_of(fit.estimator, X_test)
+                self.attention[fit.name].append(weights)
+                weighed = ", attention " + ", ".join(f"{p} {w:.2f}" for p, w in zip(parts(self.key), weights.mean(0)))
             self.problem.log.line(f"{self.key} {fit.name}: AUC {_auc_text(y_test, s, self.task)} "
-                                  f"(CV {fit.cv_auc:.3f}, {fit.seconds:.1f} s){where}")
+                                  f"(CV {fit.cv_auc:.3f}, {fit.seconds:.1f} s{weighed}){where}")
 
         for names, X, y, folds, tune_rows in self._head_groups(X_train, y_train, train, inner):
             label = f"{self.key} {','.join(names)}{where}"
             meter = self.problem.log.meter(f"{label}: grid search and refit")
-            search_heads(names, X, y, self.task, folds=folds, grids=self.problem.grids, scale=options.scale,
+            search_heads(names, X, y, self.task, folds=folds, grids=self.grids, scale=options.scale,
                          n_jobs=options.workers, linear_svc_max_iter=options.linear_svc_max_iter, on_done=done,
                          tune_rows=tune_rows, progress=meter,
                          log=lambda text, label=label: self.problem.log.line(f"{label}: {text}"))
@@ -198,6 +219,9 @@ class _ModelRun:
                    for m, s in curve_scores.items()}
         for m, entry in self.approximations.items():
             methods[m].approximation = entry
+        for m, parts_weights in self.attention.items():  # MethodScores.attention (eval_results) shows it
+            methods[m].attention = attention_summary(np.concatenate(parts_weights), y_test, task, self.names,
+                                                     parts(self.key))
         if options.retrieval:
             methods["retrieval"] = self._retrieval_scores(y_test)
         best, deltas = _deltas(methods, curve_scores, boots)
@@ -236,12 +260,12 @@ def _auc_text(y, s, task) -> str:
 
 def _method_scores(m, y, s, task, names, boots, tuning: _Tuning, n_rounds) -> MethodScores:
     point, lo, hi = ci_from_bootstrap(auc(y, s, task), boots)
-    threshold = HEADS[m].threshold if m in HEADS else 0.5
+    threshold = ALL_HEADS[m].threshold if m in ALL_HEADS else 0.5
     report = classification_report_dict(y, s, task, threshold=threshold)
     per_class = per_class_auc(y, s, task)
     one = n_rounds == 1  # a single split: unwrap the per-round lists
     return MethodScores(
-        method=m, label=LABELS[m], kind="head" if m in HEADS else "knn",
+        method=m, label=LABELS[m], kind="head" if m in ALL_HEADS else "knn",
         auc=point, auc_ci=[lo, hi], accuracy=report["accuracy"], precision=report["precision_macro"],
         recall=report["recall_macro"], f1=report["f1_macro"], n_test=report["n"],
         per_class_auc={(names[c] if task != "binary" else names[1]): v for c, v in per_class.items()},

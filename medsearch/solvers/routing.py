@@ -8,8 +8,10 @@
     svc-linear   otherwise, n_rows <= MAX_KERNEL_ROWS                                            kernel
     svc-rbf      n_rows <= MAX_KERNEL_ROWS                                                       kernel
     svc-*        otherwise                                                                       sklearn
+    mlp, dvme    always (network heads, evaluation.dvme)                                         sklearn
 
-- sklearn: the head's own scikit-learn estimator, one fit per (setting, fold), as GridSearchCV runs it.
+- sklearn: the head's own scikit-learn estimator, one fit per (setting, fold), as GridSearchCV runs it (the
+  reference path; the network heads have no other).
 - kernel: libsvm on a precomputed kernel (kernels.py), every setting of a fold from one Gram matrix.
 - dual: LinearSVC's problem solved by libsvm on the same Gram matrix (dual.py). With no more images than
   dimensions the classes are (nearly) separable and SMO converges fast, where liblinear's coordinate
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from sklearn.pipeline import Pipeline
 
-from ..evaluation.heads import get_head, gridsearch_params, scaled
+from ..evaluation.heads import NETWORK_HEADS, get_head, gridsearch_params, scaled
 from .dual import DualLinearSVC
 from .kernels import KERNELS, KernelSVC
 from .primal import PrimalLinearSVC, primal_linear_kernel_svc
@@ -36,6 +38,8 @@ MAX_KERNEL_ROWS = 12_000  # a 12k x 12k float64 matrix is 1.2 GB; beyond that th
 
 def route(name: str, task: str, n_train: int, n_rows: int, n_features: int) -> str:
     """The solver of head ``name`` (one of SOLVERS), by the table in this module's docstring."""
+    if name in NETWORK_HEADS:
+        return SKLEARN
     wide = n_train <= min(n_features, MAX_KERNEL_ROWS)
     if name == "linear-svc":
         return DUAL if wide else PRIMAL
