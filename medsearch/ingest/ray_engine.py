@@ -16,6 +16,7 @@ refused, since its embeddings would silently belong to another model.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sys
@@ -89,7 +90,10 @@ def ray_session(address: str | None) -> Iterator[None]:
             f"{int(res.get('GPU', 0))} GPUs")
     _quiet_ray_data(ray)
     try:
-        yield
+        # Ray prints cluster events ("(raylet) The node ... has been marked dead") from its own threads to
+        # stdout, where they would corrupt `index --json`: while Ray runs, stdout is stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
     finally:
         if started:
             ray.shutdown()

@@ -190,3 +190,24 @@ def test_decoding_in_tasks_ahead_of_the_actors_gives_the_same_batches(busi, loca
         got[b.rows] = b.embedding
     order = [want.ids.index(i) for i in ds.ids]
     np.testing.assert_allclose(got, want.models[MODEL].embedding[np.asarray(order)], rtol=1e-4, atol=1e-4)
+
+
+def test_while_ray_runs_its_prints_go_to_stderr_so_json_output_stays_clean(capsys):
+    """Ray prints cluster events (a node marked dead) to stdout from its own threads; `index --json` prints
+    its summary on stdout once Ray is gone."""
+    import threading
+
+    import ray
+
+    from medsearch.ingest.ray_engine import ray_session
+
+    ray.init(address="local", num_cpus=1, object_store_memory=80 << 20, include_dashboard=False, log_to_driver=False)
+    try:
+        with ray_session(None):
+            t = threading.Thread(target=print, args=("(raylet) The node ... has been marked dead",))
+            t.start()
+            t.join()
+    finally:
+        ray.shutdown()
+    out = capsys.readouterr()
+    assert "marked dead" in out.err and out.out == ""
