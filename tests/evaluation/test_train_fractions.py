@@ -122,7 +122,7 @@ def test_a_point_that_cannot_be_computed_says_why(tmp_path):
 @pytest.mark.parametrize("flags, named", [
     (dict(train_fractions="0,0.5"), "--train-fractions"), (dict(train_fractions="0.5,1.5"), "--train-fractions"),
     (dict(train_fractions="a"), "--train-fractions"), (dict(train_fractions=(0.1,), fraction_seeds=0), "--fraction-seeds"),
-    (dict(train_fractions=(0.1,), cv=3), "--cv")])
+    (dict(train_fractions=(0.1,), cv=3), "--cv"), (dict(train_fractions=(0.1,), heads=(), knn=False), "--heads")])
 def test_bad_flags_are_refused_in_one_line(tmp_path, flags, named):
     store = make_store(tmp_path / "s", "binary", n=60)
     assert named in raises_one_line(lambda: evaluate(store, report_dir=tmp_path / "rep", **{**QUICK, **flags}))
