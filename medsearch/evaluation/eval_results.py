@@ -105,9 +105,11 @@ class MethodScores(JsonResult):
     """A head or the k-NN vote on the pooled test rows: AUC with its bootstrap CI, accuracy and macro
     precision/recall/F1, AUC per class (per label; binary: the positive class), and the tuning: chosen
     params, CV AUC and the grid's results (one per round under --cv), fit time and solver notes; and, in the
-    JSON only when one applied, the approximation that bounded its cost (approximation.record)."""
+    JSON only when one applied, the approximation that bounded its cost (approximation.record), and for a head
+    that weighs a fused model's encoders (dvme) the mean attention each encoder got, over all test rows and per
+    class (attention.attention_summary)."""
 
-    OMIT_WHEN_NONE = ("approximation",)
+    OMIT_WHEN_NONE = ("approximation", "attention")
 
     method: str
     label: str
@@ -128,6 +130,7 @@ class MethodScores(JsonResult):
     n_fits: int
     notes: list[str]
     approximation: dict | None = None
+    attention: dict | None = None
 
 
 @dataclass

@@ -118,9 +118,23 @@ def _model_lines(key: str, model: dict, ks) -> list[str]:
             cv_text = _num(cv) if not isinstance(cv, list) else ", ".join(_num(c) for c in cv)
             extra = f"; {m['not_converged']} fit(s) stopped at the iteration limit" if m.get("not_converged") else ""
             out.append(f"  {m['label']:<11} {_params_text(m['params'])} (CV AUC {cv_text}{extra})")
+    for m in model["methods"].values():
+        out += _attention_lines(key, m)
     if model.get("saved_head"):
         out.append(f"{key} saved head: {printable(model['saved_head'])}")
     out.append("")
+    return out
+
+
+def _attention_lines(key: str, method: dict) -> list[str]:
+    """The mean attention a head that weighs encoders (dvme) gave each of them: over all test rows, per class."""
+    attention = method.get("attention")
+    if not attention:
+        return []
+    weights = lambda values: ", ".join(f"{e} {w:.2f}" for e, w in zip(attention["encoders"], values))  # noqa: E731
+    out = [f"{key} {method['label']} mean attention per encoder over {attention['n']} test rows: "
+           f"{weights(attention['mean'])}"]
+    out += [f"  {printable(name)}: {weights(values)}" for name, values in attention["per_class"].items()]
     return out
 
 
@@ -178,6 +192,9 @@ def markdown_text(results) -> str:
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(results)]
     lines += [""] + [f"- {note}" for note in results["notes"]] + [f"- **warning**: {w}" for w in results["warnings"]]
+    for key, model in results["models"].items():
+        for m in model["methods"].values():
+            lines += [f"- {line.strip()}" for line in _attention_lines(key, m)]
     ref = results.get("reference")
     if ref:
         lines += ["", f"Reference figures ({ref['name']}):", "", "| kind | model | head | AUC | source |", "|---|---|---|---|---|"]

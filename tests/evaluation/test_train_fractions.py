@@ -1,5 +1,6 @@
 """`eval --train-fractions`: label-efficiency curves (subsets in fractions.py, points in label_curves.py, their
 rendering in curve_report.py), on synthetic stores with one cheap head."""
+import dataclasses
 import json
 
 import numpy as np
@@ -150,3 +151,24 @@ def test_cli_sorts_fractions_and_writes_the_report_and_plot(tmp_path):
 
     bad = run_cli("eval", "--index", store, "--train-fractions", "0.1,2")
     assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0 and "--train-fractions" in bad.output
+
+
+def test_a_new_head_joins_the_curves_without_special_cases(tmp_path, monkeypatch):
+    """DVME (a head registered beside the paper's) is retrained per fraction like any other; its attention per
+    encoder reaches the JSON and the report."""
+    from medsearch.evaluation.dvme import DVMEClassifier
+    from medsearch.evaluation.heads import ALL_HEADS
+    from medsearch.evaluation.report import format_eval_results
+
+    quick = dataclasses.replace(ALL_HEADS["dvme"], build=lambda: DVMEClassifier(lr=1e-2, max_epochs=20),
+                                own_grid={"shared_dim": [8], "weight_decay": [1e-4]})
+    monkeypatch.setitem(ALL_HEADS, "dvme", quick)
+    store = make_store(tmp_path / "s", n=90, dim=8, spread=3.0, models=("m1", "m2"))
+    r = evaluate(store, models=["m1+m2"], heads=("dvme",), knn=False, retrieval=False, report_dir=tmp_path / "rep",
+                 train_fractions=(0.2, 1.0), fraction_seeds=1, **QUICK).to_json()
+    points = r["curves"]["m1+m2"]["points"]
+    assert [(p["fraction"], set(p["auc"])) for p in points] == [(0.2, {"dvme"}), (1.0, {"dvme"})]
+    assert points[0]["auc"]["dvme"] > 0.5 and points[0]["n_train"] < points[1]["n_train"]
+    attention = r["models"]["m1+m2"]["methods"]["dvme"]["attention"]
+    assert attention["encoders"] == ["m1", "m2"]
+    assert "DVME mean attention per encoder" in format_eval_results(r)
