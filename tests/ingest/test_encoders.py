@@ -84,7 +84,7 @@ def resnet_checkpoint(tmp_path_factory):
 def test_registry_names_and_dims():
     expected = {"clip-vit-b-32": 512, "resnet50": 2048, "efficientnet-lite0": 1280, "efficientnet-lite1": 1280,
                 "efficientnet-lite2": 1280, "mobilenet-v2": 1280}
-    assert E.list_encoders() == list(expected)
+    assert E.list_encoders()[:len(expected)] == list(expected)  # the self-supervised ones: test_ssl_encoders.py
     for name, dim in expected.items():
         spec = E.get_spec(name)
         assert (spec.name, spec.dim) == (name, dim)
