@@ -16,7 +16,7 @@ from ..storage.schema import EMBEDDED
 from ..storage.store import provenance
 from .errors import HttpError
 from .images import snap_size
-from .reports import list_reports, load_report, roc_png
+from .reports import list_reports, load_report, plot_png, roc_png
 from .searching import MAX_K, SearchRequest, check_request, filter_mask, parse_crop, results_csv, run_search
 from .service import Service
 from .uploads import read_upload
@@ -147,6 +147,11 @@ def make_router(service: Service, thumbs, uploads, max_upload_bytes: int) -> API
              responses=PNG, response_class=Response)
     def roc(index: str, report: str, model: str):
         return Response(roc_png(service.get(index).directory, report, model), media_type="image/png")
+
+    @api.get("/indexes/{index}/reports/{report}/curves", responses=PNG, response_class=Response,
+             summary="An eval report's label-efficiency plot of one model (eval --train-fractions)")
+    def curves(index: str, report: str, model: str):
+        return Response(plot_png(service.get(index).directory, report, model, "curves"), media_type="image/png")
 
     return api
 

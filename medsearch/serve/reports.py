@@ -38,20 +38,28 @@ def load_report(index_dir: Path, name: str) -> dict:
         raise HttpError(404, f"eval report '{name}' cannot be read ({type(exc).__name__})") from None
 
 
+PLOTS = {"roc": "ROC plot", "curves": "label-efficiency plot"}  # file prefix -> what it is
+
+
 def roc_png(index_dir: Path, name: str, model: str) -> bytes:
     """The ROC plot of ``model`` in report ``name``; 404 when the report has none for it."""
+    return plot_png(index_dir, name, model, "roc")
+
+
+def plot_png(index_dir: Path, name: str, model: str, kind: str) -> bytes:
+    """Plot ``kind`` (PLOTS: roc, curves) of ``model`` in report ``name``; 404 when the report has none."""
     results = load_report(index_dir, name)
     if model not in results.get("models", {}):
         raise HttpError(404, f"report '{name}' has no model '{model[:120]}'")
-    path = _folder(index_dir, name) / f"roc-{model_key(model)}.png"
+    path = _folder(index_dir, name) / f"{kind}-{model_key(model)}.png"
     if not path.is_file():
-        raise HttpError(404, f"report '{name}' has no ROC plot for '{model[:120]}'")
+        raise HttpError(404, f"report '{name}' has no {PLOTS[kind]} for '{model[:120]}'")
     return path.read_bytes()
 
 
 def report_view(index_dir: Path, name: str) -> dict:
     """What the eval page shows of a report: its table rows (report.table_rows, with CIs), columns, models
-    with a ROC plot, notes and configuration."""
+    with a ROC plot and with a label-efficiency plot (`eval --train-fractions`), notes and configuration."""
     from ..evaluation.report import COLUMNS, table_rows
 
     results = load_report(index_dir, name)
@@ -60,6 +68,8 @@ def report_view(index_dir: Path, name: str) -> dict:
     folder = _folder(index_dir, name)
     return {"name": name, "columns": [c.replace("@10", f"@{k}") for c in COLUMNS], "rows": table_rows(results),
             "roc_models": [m for m in results.get("models", {}) if (folder / f"roc-{model_key(m)}.png").is_file()],
+            "curve_models": [m for m in results.get("models", {})
+                             if (folder / f"curves-{model_key(m)}.png").is_file()],
             "notes": results.get("notes", []), "config": results.get("config", {}),
             "store": results.get("store", {}), "split": _split_line(results.get("split") or {})}
 

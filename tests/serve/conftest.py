@@ -47,7 +47,7 @@ def served_store(tmp_path_factory) -> Path:
     out = base / "index"
     index_dataset(str(base / "data"), out=str(out), models=MODELS, progress=False, workers=1)
     evaluate(str(out), heads=("lr",), knn=True, retrieval=True, n_boot=50, progress=False, n_jobs=1,
-             save_head="lr", C=(1.0,), folds=2)
+             save_head="lr", C=(1.0,), folds=2, train_fractions=(0.5, 1.0), fraction_seeds=1)
     return out
 
 

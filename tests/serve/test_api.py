@@ -128,6 +128,8 @@ def test_eval_reports(client):
     assert set(report["models"]) == set(MODELS)
     res = client.get(f"/api/indexes/index/reports/{names[0]}/roc", params={"model": LITE0})
     assert res.status_code == 200 and res.content.startswith(b"\x89PNG")
+    curves = client.get(f"/api/indexes/index/reports/{names[0]}/curves", params={"model": LITE0})
+    assert curves.status_code == 200 and curves.content.startswith(b"\x89PNG") and curves.content != res.content
 
 
 def test_openapi_describes_the_api(client):

@@ -163,7 +163,7 @@ def test_a_stored_case_from_the_browse_grid(page):
     assert page.inner_text("#query-id") == target and page.get_attribute("#results", "data-count") == "10"
 
 
-def test_eval_page(page):
+def test_eval_page(page, tmp_path):
     page.goto("/i/index/")
     with page.expect_navigation():
         page.click("#nav-eval")
@@ -173,3 +173,7 @@ def test_eval_page(page):
     page.wait_for_function("[...document.querySelectorAll('.roc-image')].every((i) => i.complete)")
     assert sorted(page.eval_on_selector_all(".roc-image", "els => els.map((e) => e.dataset.model)")) == sorted(MODELS)
     assert all(images_loaded(page, ".roc-image"))
+    page.wait_for_function("[...document.querySelectorAll('.curve-image')].every((i) => i.complete)")
+    assert sorted(page.eval_on_selector_all(".curve-image", "els => els.map((e) => e.dataset.model)")) == sorted(MODELS)
+    assert all(images_loaded(page, ".curve-image"))
+    page.screenshot(path=str(tmp_path / "eval-page.png"), full_page=True)

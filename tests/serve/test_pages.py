@@ -52,4 +52,5 @@ def test_browse_and_eval_pages(client):
     assert 'id="browse-next"' in home.text
     ev = client.get("/i/index/eval")
     assert ev.status_code == 200 and 'id="eval-table"' in ev.text and ev.text.count('class="roc-image"') == 2
+    assert ev.text.count('class="curve-image"') == 2
     assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", ev.text)  # AUC with its CI
