@@ -21,6 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by the numpy forward pass too
+MIN_DELTA = 1e-4  # a validation loss lower by less is no improvement (scikit-learn MLPClassifier's tol)
 _lock = threading.Lock()
 _active = {"fits": 0, "saved": None}  # torch's global settings are changed by the first fit and restored by the last
 
@@ -113,7 +114,7 @@ def train(net, X, T, kind: str, valid, *, lr: float, weight_decay: float, max_ep
         net.eval()
         with torch.no_grad():
             val_loss = float(loss_fn(net(X_val), T_val))
-        if val_loss < best - 1e-7:
+        if val_loss < best - MIN_DELTA:
             best, best_state, waited = val_loss, copy.deepcopy(net.state_dict()), 0
         else:
             waited += 1
