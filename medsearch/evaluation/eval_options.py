@@ -151,7 +151,7 @@ class EvalOptions:
         if not isinstance(self.exact, bool):
             raise MedsearchError(f"exact must be True or False (the --exact flag), got {self.exact!r}")
         if self.save_head and self.save_head not in SAVABLE_HEADS:
-            raise MedsearchError(f"--save-head {self.save_head}: only {' and '.join(SAVABLE_HEADS)} heads can be saved")
+            raise MedsearchError(f"--save-head {self.save_head}: only {', '.join(SAVABLE_HEADS)} heads can be saved")
         if self.save_head and self.save_head not in self.heads:
             raise MedsearchError(f"--save-head {self.save_head} needs {self.save_head} among the evaluated --heads")
 

@@ -55,6 +55,9 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
     reference = _reference(options.reference)
     data = read_store(index_dir)
     keys = _model_keys(data, options.models, options.save_head)
+    from .scoring import check_block_heads
+
+    check_block_heads(options.heads, keys)  # before any model is scored, not after the first
     rows = _common_rows(data, keys)
     log = EvalLog(options.progress)
     problem, split = make_problem(data, rows, options, grids, log)

@@ -60,7 +60,7 @@ SAVE_FORMAT = "medsearch-linear-head/2"
 OLD_FORMATS = ("medsearch-linear-head/1",)  # did not record the encoder: cannot prove what they fit
 LINEAR_SAVABLE = ("lr", "linear-svc")
 # what `eval --save-head` offers (cli/eval.py writes them out); save_head also saves mlp and dvme (network_head)
-SAVABLE_HEADS = LINEAR_SAVABLE
+SAVABLE_HEADS = (*LINEAR_SAVABLE, "mlp")
 
 
 def scaled(clf, scale: bool = True) -> Pipeline:

@@ -232,10 +232,11 @@ def load_saved_head(path: str, index_dir, data: StoreData, key: str, m: ModelDat
 
 
 def head_output(head, vector: np.ndarray) -> HeadOutput:
-    """Class probabilities of an lr head; decision scores (> 0: that class) of a linear-svc head.
-    Named by the head's own class names (checked equal to the store's by load_saved_head)."""
+    """Class probabilities of a head whose scores are probabilities (lr, mlp); decision scores (> 0: that
+    class) of a linear-svc head. Named by the head's own class names (checked equal to the store's by
+    load_saved_head)."""
     names = head.label_names
-    if head.name == "lr":
+    if head.probabilities:
         probabilities = head.predict_proba(vector)[0]
         return HeadOutput(head.name, probabilities={n: round(float(v), 4) for n, v in zip(names, probabilities)})
     scores = np.atleast_1d(head.scores(vector)[0])

@@ -65,7 +65,7 @@ def head_grid(name: str, C=None, linear_svc_loss=None) -> dict:
     """Short-name grid of a head (the paper's), with the C values (and LinearSVC's losses) replaced when given."""
     grid = get_head(name).paper_grid()
     C = check_C(C)
-    if C is not None:
+    if C is not None and "C" in grid:  # the network heads (mlp, dvme) have no C
         grid["C"] = C
     losses = check_losses(linear_svc_loss)
     if name == "linear-svc" and losses:

@@ -88,7 +88,7 @@ def test_errors_are_one_line(tmp_path):
     assert "class" in raises_one_line(lambda: evaluate(one_class, **rep))
     few = make_store(tmp_path / "few", "binary", n=10)
     assert "fold" in raises_one_line(lambda: evaluate(few, **rep))
-    assert "only lr and linear-svc" in raises_one_line(lambda: evaluate(store, save_head="svc-rbf", **rep))
+    assert "only lr, linear-svc, mlp" in raises_one_line(lambda: evaluate(store, save_head="svc-rbf", **rep))
     assert "cannot be combined" in raises_one_line(lambda: evaluate(store, cv=5, split="official", **rep))
 
 

@@ -207,3 +207,18 @@ def test_an_approximate_index_says_how_approximate_and_exact_search_is_one_flag_
     assert [n.row for n in exact.neighbours] == ranking
     result = run_cli("query", image, "--index", out, "-k", "5", "--exact", "--json")
     assert result.exit_code == 0 and json.loads(result.output)[0]["search"]["exact"] is True
+
+
+def test_an_mlp_head_gives_probabilities_and_is_refused_on_other_classes(stores, tmp_path):
+    """eval --save-head mlp: query --head prints the network head's class probabilities, checked like a linear
+    head's against the store."""
+    r = evaluate(stores["idx3"], heads=("mlp",), knn=False, retrieval=False, save_head="mlp", folds=3, n_boot=20,
+                 n_jobs=1, progress=False, report_dir=tmp_path / "rep")
+    head = r.models["mobilenet-v2"].saved_head
+    img = stores["three"] / "malignant" / "malignant_03.png"
+    as_json = json.loads(run_cli("query", img, "--index", stores["idx3"], "--head", head, "--json").output)
+    probabilities = as_json[0]["head"]["probabilities"]
+    assert as_json[0]["head"]["name"] == "mlp" and list(probabilities) == ["benign", "malignant", "normal"]
+    assert sum(probabilities.values()) == pytest.approx(1, abs=1e-3)
+    out = cli_error_line(run_cli("query", img, "--index", stores["idx2"], "--head", head, "-k", "3"))
+    assert "benign, malignant, normal" in out and "--save-head mlp" in out
