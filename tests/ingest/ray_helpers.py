@@ -89,15 +89,21 @@ class RayNodes:
         self.wait_for(len(self.nodes))
         return node
 
-    def wait_for(self, alive: int, timeout: float = 60) -> None:
+    def wait_for(self, alive: int, timeout: float = 240) -> None:
+        """Until ``alive`` nodes are up: the head's port answers, then a probe driver counts the live nodes (a
+        busy machine can make either slow; each try is bounded, the whole wait too)."""
         script = ("import ray; ray.init(address='%s', log_to_driver=False, logging_level='ERROR'); "
                   "print(sum(n['Alive'] for n in ray.nodes()))" % self.address)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = subprocess.run([sys.executable, "-c", script], env={**os.environ, **RAY_ENV}, capture_output=True,
-                                 text=True, timeout=60)
-            if out.returncode == 0 and out.stdout.strip().endswith(str(alive)):
-                return
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+                out = subprocess.run([sys.executable, "-c", script], env={**os.environ, **RAY_ENV},
+                                     capture_output=True, text=True, timeout=60)
+                if out.returncode == 0 and out.stdout.strip().endswith(str(alive)):
+                    return
+            except (OSError, subprocess.TimeoutExpired):
+                pass
             time.sleep(1)
         raise AssertionError(f"the Ray cluster at {self.address} did not reach {alive} live nodes")
 
