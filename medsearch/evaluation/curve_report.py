@@ -106,7 +106,8 @@ def plot_curves(curves: dict, title: str):
     ax.set_xscale("log")
     ax.set_xlabel("training labels (log scale)")
     ax.set_ylabel("test AUC")
-    ax.set_title(f"{title}: AUC vs training labels (mean, min-max over {curves['seeds']} seeds)", fontsize=10)
+    # the model on a line of its own: a fused model's name alone fills the width
+    ax.set_title(f"{title}\nAUC vs training labels (mean, min-max over {curves['seeds']} seeds)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     if ax.lines:
         ax.legend(loc="lower right", fontsize=8)
