@@ -191,7 +191,7 @@ def ray_embed_rows(source: RowSource, row_info: Callable[[int], tuple[str, str]]
             if bar is None:  # after the pipeline's own lines, not through them
                 bar = tqdm(total=int(rows.size), unit="img", desc=desc, disable=not progress, file=sys.stderr,
                            dynamic_ncols=True, smoothing=0.05)
-            yield from _collect(ray, pipeline, encoder, seen, bar)
+            yield from _collect(pipeline, encoder, seen, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -236,10 +236,10 @@ def actor_memory(batch_size: int, crop: int) -> int:
     return int(ACTOR_BASE_BYTES + ACTIVATIONS_PER_INPUT_BYTE * batch_size * 3 * crop * crop * 4)
 
 
-def _collect(ray, pipeline, encoder, seen: np.ndarray, bar) -> Iterator[Batch]:
+def _collect(pipeline, encoder, seen: np.ndarray, bar) -> Iterator[Batch]:
     """The pipeline's batches as they finish, each once (``seen``: rows already delivered in this run)."""
     twice = 0
-    for out in _rows(ray, pipeline):
+    for out in _rows(pipeline):
         _check_same_weights(out, encoder)
         rows = np.asarray(out["rows"], dtype=np.int64)
         if seen[rows].all():
@@ -255,7 +255,7 @@ def _collect(ray, pipeline, encoder, seen: np.ndarray, bar) -> Iterator[Batch]:
         log(f"ray: {twice} batch(es) delivered twice after a retry were kept once")
 
 
-def _rows(ray, pipeline) -> Iterator[dict]:
+def _rows(pipeline) -> Iterator[dict]:
     """The pipeline's output items; a failure in a worker becomes one line."""
     try:
         yield from pipeline.iter_rows()
