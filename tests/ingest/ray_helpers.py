@@ -1,4 +1,4 @@
-"""Shared by the Ray engine tests: real BUSI images as a dataset, `medsearch index` in a child process, a
+"""Shared by the Ray engine tests: `medsearch index` in a child process, a
 Ray cluster of separate node processes on this machine, and the comparison of two stores."""
 from __future__ import annotations
 
@@ -16,25 +16,13 @@ from medsearch.search.query import query
 from medsearch.storage.schema import EMBEDDED
 from medsearch.storage.store import read_store
 
-from ..conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[2]
-BUSI = SHARED_DATA / "breast-busi"
 MODEL = "efficientnet-lite0"
 # Ray's token authentication needs a token file shared by every node and driver; these nodes live and die
 # within one test, on one machine.
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 OBJECT_STORE = str(100 << 20)
-
-
-def busi_subset(root: Path, per_class: int) -> Path:
-    """A class-folder dataset of the first ``per_class`` BUSI images of each class (symlinks)."""
-    for cls in ("benign", "malignant", "normal"):
-        (root / cls).mkdir(parents=True)
-        names = sorted(p.name for p in (BUSI / cls).iterdir() if p.suffix == ".png")[:per_class]
-        for name in names:
-            os.symlink(BUSI / cls / name, root / cls / name)
-    return root
 
 
 def index_cmd(dataset: Path, out: Path, *extra: str) -> list[str]:

@@ -18,7 +18,8 @@ from medsearch.storage.schema import EMBEDDED
 from medsearch.storage.store import read_store
 
 from ..conftest import REPO, needs_shared
-from .ray_helpers import BUSI, MODEL, RAY_ENV, RayNodes, assert_same_store, busi_subset, index_cmd, run_index
+from .conftest import BUSI, busi_subset
+from .ray_helpers import MODEL, RAY_ENV, RayNodes, assert_same_store, index_cmd, run_index
 
 pytest.importorskip("ray")
 SETTINGS = ("--resize", "144", "--crop", "128", "--batch-size", "4")

@@ -17,7 +17,8 @@ from medsearch.storage.schema import EMBEDDED, SKIPPED
 from medsearch.storage.store import read_store
 
 from ..conftest import cli_error_line, needs_shared, run_cli
-from .ray_helpers import BUSI, MODEL, assert_same_store, busi_subset, run_index
+from .conftest import BUSI, busi_subset
+from .ray_helpers import MODEL, assert_same_store, run_index
 
 pytest.importorskip("ray")
 SMALL = ("--resize", "72", "--crop", "64")

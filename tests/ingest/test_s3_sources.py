@@ -18,7 +18,8 @@ from medsearch.storage.schema import EMBEDDED, SKIPPED
 from medsearch.storage.store import read_store
 
 from ..conftest import needs_shared
-from .ray_helpers import BUSI, MODEL, RAY_ENV, free_port, index_cmd
+from .conftest import BUSI
+from .ray_helpers import MODEL, RAY_ENV, free_port, index_cmd
 
 pytest.importorskip("moto")
 pytest.importorskip("pyarrow")

@@ -17,6 +17,7 @@ from medsearch.search.query import query
 from medsearch.storage.store import provenance, read_store
 
 from ..conftest import needs_shared, raises_one_line
+from .conftest import busi_subset
 
 MODEL = "efficientnet-lite0"
 
@@ -46,11 +47,7 @@ def test_a_view_embedding_is_the_mean_over_the_image_and_its_mirror(preprocess):
 
 def test_index_stores_the_view_variant_beside_the_plain_model_and_query_uses_its_views(tmp_path):
     busi = needs_shared("breast-busi")
-    ds = tmp_path / "ds"
-    for cls in ("benign", "malignant"):
-        (ds / cls).mkdir(parents=True)
-        for p in sorted((busi / cls).iterdir())[:8]:
-            (ds / cls / p.name).symlink_to(p)
+    ds = busi_subset(tmp_path / "ds", 8, classes=("benign", "malignant"))
     out = tmp_path / "idx"
     common = dict(out=str(out), models=(MODEL,), resize=72, crop=64, progress=False)
     index_dataset(str(ds), **common)
@@ -73,12 +70,8 @@ def test_views_are_checked_and_never_mixed_into_a_plain_model(tmp_path):
         IndexOptions(views=("rot90",)).store_keys()
     assert IndexOptions(models=("m",), views=("vflip", "hflip")).store_keys() == {"m": "m-hflip-vflip"}
     assert IndexOptions(models=("m",), views=("hflip",), name="mine").store_keys() == {"m": "mine"}
-    busi = needs_shared("breast-busi")
-    ds = tmp_path / "ds"
-    for cls in ("benign", "malignant"):
-        (ds / cls).mkdir(parents=True)
-        for p in sorted((busi / cls).iterdir())[:2]:
-            (ds / cls / p.name).symlink_to(p)
+    needs_shared("breast-busi")
+    ds = busi_subset(tmp_path / "ds", 2, classes=("benign", "malignant"))
     common = dict(out=str(tmp_path / "idx"), models=(MODEL,), resize=72, crop=64, progress=False, name="x")
     index_dataset(str(ds), **common)
     line = raises_one_line(lambda: index_dataset(str(ds), views=("hflip",), **common))
