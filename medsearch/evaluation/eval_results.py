@@ -227,7 +227,7 @@ class EvalResult(JsonResult):
     """Everything `medsearch eval` found, where its report folder is, and (in the JSON only with
     --train-fractions) each model's label-efficiency curves."""
 
-    OMIT_WHEN_NONE = ("curves",)
+    OMIT_WHEN_NONE = ("curves", "across_models")
 
     format: str
     medsearch_version: str
@@ -242,3 +242,5 @@ class EvalResult(JsonResult):
     models: dict[str, ModelEvaluation]
     report_dir: str
     curves: dict[str, LabelCurves] | None = None
+    # with two models or more: paired deltas across them (across_models.AcrossModels)
+    across_models: JsonResult | None = None

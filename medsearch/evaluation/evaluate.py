@@ -30,6 +30,8 @@ from .. import __version__
 from ..errors import MedsearchError
 from ..storage.store import StoreData, read_store
 from .fusion import fuse, is_fused
+from .heads import ALL_HEADS
+from .across_models import across_models
 from .eval_options import MAX_KERNEL_ROWS, MAX_TUNING_ROWS, EvalOptions
 from .progress import EvalLog
 from .reference import anchor_for, reference_table
@@ -77,8 +79,8 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
         Path(index_dir) / "reports" / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     result = EvalResult(format=FORMAT, medsearch_version=__version__, created=created, index_dir=str(index_dir),
                         store=_store_info(data, rows), config=_config(options, keys, grids, models), split=split,
-                        notes=_notes(data, options), warnings=log.warnings, reference=reference, models=models,
-                        report_dir=str(folder), curves=label or None)
+                        notes=_notes(data, options, keys), warnings=log.warnings, reference=reference, models=models,
+                        report_dir=str(folder), curves=label or None, across_models=across_models(models, curves))
     write_report(result, curves, folder)
     return result
 
@@ -145,8 +147,14 @@ def _config(options: EvalOptions, keys: list[str], grids: dict, models: dict) ->
                       fraction_seeds=o.fraction_seeds if o.train_fractions else None)
 
 
-def _notes(data: StoreData, options: EvalOptions) -> list[str]:
+def _notes(data: StoreData, options: EvalOptions, keys: list[str]) -> list[str]:
     notes = []
+    weighing = [h for h in options.heads if ALL_HEADS[h].blocks]
+    if weighing and not all(is_fused(key) for key in keys):
+        notes.append(f"{', '.join(weighing)} weighs the encoders of a fused model: it ran on the fused models only")
+    if len(keys) > 1:
+        notes.append("deltas across models are paired: every model is scored on the same test rows with the same "
+                     "bootstrap resamples")
     if options.retrieval and data.task == "multilabel":
         notes.append("retrieval relevance (multilabel): a retrieved image is relevant when it shares at least one "
                      "positive label with the query")

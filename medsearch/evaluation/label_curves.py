@@ -28,7 +28,7 @@ from .eval_results import CurveBand, CurvePoint, LabelCurves, ModelEvaluation
 from .fractions import MIN_UNITS, SubsetDrawer
 from .progress import EvalLog
 from .rounds import Problem, check_against_rounds
-from .scoring import LABELS, score_model
+from .scoring import LABELS, model_heads, score_model
 
 BAND = "min-max over the seeds whose point was computable (sd recorded beside it)"
 
@@ -54,7 +54,7 @@ def label_curves(problem: Problem, key: str, X, full: ModelEvaluation | None = N
     drawer = SubsetDrawer(problem.y[train], problem.data.task, problem.groups_of(train) if grouped else None)
     fractions, n_seeds = options.train_fractions, options.fraction_seeds
     draws = [drawer.subsets(fractions, [options.seed, s]) for s in range(n_seeds)]
-    methods = [*options.heads, *(["knn"] if options.knn else [])]
+    methods = [*model_heads(options.heads, key), *(["knn"] if options.knn else [])]
     start = log.meter(f"{key} label curves", "points")
     advance = start(len(fractions) * n_seeds) if start else None
     scored: dict[bytes, tuple] = {}  # a subset already scored (e.g. fraction 1.0: one subset for every seed)
@@ -88,7 +88,7 @@ def label_curves(problem: Problem, key: str, X, full: ModelEvaluation | None = N
 
 def _score_point(problem: Problem, key, X, sub, test, subset, log, unit) -> tuple:
     """(tuning folds or None, {method: test AUC}, {method: why it is not computable}) on one subset."""
-    methods = [*problem.options.heads, *(["knn"] if problem.options.knn else [])]
+    methods = [*model_heads(problem.options.heads, key), *(["knn"] if problem.options.knn else [])]
     folds = min(problem.options.folds, subset.fewest_per_class, subset.n_units)
     if folds < 2:
         why = (f"a class has {subset.fewest_per_class} {unit}(s) in the subset; tuning needs at least 2 folds, "

@@ -83,6 +83,7 @@ def format_eval_results(results) -> str:
            _aligned(_columns(k), table_rows(results)), ""]
     for key, model in results["models"].items():
         out += _model_lines(key, model, results["config"]["ks"])
+    out += _across_lines(results.get("across_models"), results["models"])
     for key, curves in (results.get("curves") or {}).items():
         out += curve_text_lines(key, curves, _aligned)
     split = results["split"]
@@ -124,6 +125,24 @@ def _model_lines(key: str, model: dict, ks) -> list[str]:
         out.append(f"{key} saved head: {printable(model['saved_head'])}")
     out.append("")
     return out
+
+
+def _across_lines(across: dict | None, models: dict) -> list[str]:
+    """Every model's methods against the best single-encoder method (or the best of any model), paired."""
+    if not across:
+        return []
+    key, method = across["vs"].rsplit(" ", 1)
+    out = [f"paired bootstrap AUC deltas across models, against the {across['reference']} ({key} "
+           f"{models[key]['methods'][method]['label']}, AUC {_num(across['auc'])}):"]
+    rows = []
+    for name, d in sorted(across["deltas"].items(), key=lambda kv: -kv[1]["delta"]):
+        model, m = name.rsplit(" ", 1)
+        rows.append((f"{model} {models[model]['methods'][m]['label']}", d))
+    width = max(len(label) for label, _ in rows) if rows else 0
+    for label, d in rows:
+        out.append(f"  {label:<{width}}  {_signed(d['delta'])} [{_signed(d['lo'])}, {_signed(d['hi'])}]  "
+                   f"p={_num(d['p_value'])}")
+    return out + [""]
 
 
 def _attention_lines(key: str, method: dict) -> list[str]:

@@ -36,18 +36,23 @@ LABELS = {"lr": "LR", "linear-svc": "LinearSVC", "svc-linear": "SVC-linear", "sv
 
 
 def check_block_heads(heads, keys) -> None:
-    """Refuse a head that weighs encoders (dvme) on a model that is not a fusion of several."""
-    for name in heads:
-        unfused = [key for key in keys if not is_fused(key)]
-        if get_head(name).blocks and unfused:
-            raise MedsearchError(f"head {name!r} weighs the encoders of a fused model, and {unfused[0]!r} is a single "
-                                 f"model: evaluate it on a fusion (--model a+b), and single models in another run")
+    """Refuse a head that weighs encoders (dvme) when no evaluated model is a fusion of several. Beside single
+    models it runs on the fused ones only (model_heads), so that all are compared in one run."""
+    weighing = [name for name in heads if get_head(name).blocks]
+    if weighing and not any(is_fused(key) for key in keys):
+        singles = f"{', '.join(map(repr, keys))} {'is a single model' if len(keys) == 1 else 'are single models'}"
+        raise MedsearchError(f"head {weighing[0]!r} weighs the encoders of a fused model, and {singles}: add a "
+                             f"fusion (--model a+b), beside the single models to compare them in one run")
+
+
+def model_heads(heads, key: str) -> tuple[str, ...]:
+    """The heads that apply to model ``key``: one that weighs encoders (dvme) only to a fused model."""
+    return tuple(name for name in heads if is_fused(key) or not get_head(name).blocks)
 
 
 def score_model(problem: Problem, key: str, X: np.ndarray) -> tuple[ModelEvaluation, dict, HeadFit | None]:
     """(the model's scores, its pooled test labels and scores for the ROC plots, the --save-head head as
     fitted on the training part when there is a single round, else None)."""
-    check_block_heads(problem.options.heads, [key])
     run = _ModelRun(problem, key, X)
     for r, (train, test) in enumerate(problem.rounds):
         run.score_round(r, train, test)
@@ -83,7 +88,8 @@ class _ModelRun:
     def __init__(self, problem: Problem, key: str, X: np.ndarray):
         self.problem, self.options, self.key, self.X = problem, problem.options, key, X
         self.task, self.names = problem.data.task, problem.data.label_names
-        methods = (*self.options.heads, *(["knn"] if self.options.knn else []))
+        self.heads = model_heads(self.options.heads, key)
+        methods = (*self.heads, *(["knn"] if self.options.knn else []))
         self.scores: dict[str, list] = {m: [] for m in methods}
         self.tuning = {m: _Tuning() for m in methods}
         self.y_tests: list = []
@@ -92,9 +98,9 @@ class _ModelRun:
         self.retrieval_seconds = 0.0
         self.kept: HeadFit | None = None
         self.approximations: dict[str, dict] = {}
-        self.attention: dict[str, list] = {m: [] for m in self.options.heads if get_head(m).blocks}
+        self.attention: dict[str, list] = {m: [] for m in self.heads if get_head(m).blocks}
         self.grids = {**problem.grids, **{m: fused_grid(m, problem.grids[m], block_dims(problem.data, key))
-                                          for m in self.options.heads if m in NETWORK_HEADS}}
+                                          for m in self.heads if m in NETWORK_HEADS}}
 
     def score_round(self, r: int, train, test) -> None:
         n_rounds = len(self.problem.rounds)
@@ -104,7 +110,7 @@ class _ModelRun:
         check_training_part(y_train, self.task, self.names)
         inner = inner_folds(self.problem, train)
         self.y_tests.append(y_test)
-        if self.options.heads:
+        if self.heads:
             self._heads(X_train, y_train, X_test, y_test, train, inner, where)
         if self.options.knn or self.options.retrieval:
             self._neighbours(X_train, y_train, X_test, y_test, inner, where)
@@ -120,9 +126,9 @@ class _ModelRun:
         """[(heads, X, y, folds, tune_rows)]: the kernel SVCs on a subsample when the training part is above
         --max-kernel-rows, the other heads tuned on a subsample when above --max-tuning-rows (approximation)."""
         options, task, n = self.options, self.task, y_train.shape[0]
-        kernel = [h for h in options.heads if is_kernel_head(h, task)] \
+        kernel = [h for h in self.heads if is_kernel_head(h, task)] \
             if not options.exact and n > options.max_kernel_rows else []
-        tuned = [h for h in options.heads if h not in kernel]
+        tuned = [h for h in self.heads if h not in kernel]
         groups = []
         if tuned and not options.exact and n > options.max_tuning_rows:
             sub = stratified_subsample(y_train, task, options.max_tuning_rows, options.seed)
@@ -229,7 +235,8 @@ class _ModelRun:
         evaluation = ModelEvaluation(n_train=int(np.mean([tr.size for tr, _ in self.problem.rounds])),
                                      n_test=int(y_test.shape[0]), methods=methods, best=best, deltas=deltas,
                                      provenance=provenance(model), dim=int(model.dim))
-        curves = {"y": y_test, "scores": curve_scores, "task": task, "label_names": self.names, "best": best}
+        curves = {"y": y_test, "scores": curve_scores, "task": task, "label_names": self.names, "best": best,
+                  "boots": boots}  # the resampled AUCs, paired across models by evaluate's across_models
         return evaluation, curves
 
     def _retrieval_scores(self, y_test) -> RetrievalScores:
