@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from ..ingest.dicom.pixel_options import FRAMES, WINDOW_HELP
 from ..ingest.index_options import IndexOptions
 from ..storage.schema import LAYOUTS, TASKS
 from .app import emit, main
@@ -27,6 +28,14 @@ DEFAULTS = IndexOptions()
 @click.option("--split-col", help="Manifest column with an official train/val/test split.")
 @click.option("--images-dir", help="Folder holding the images (default: DATASET/images or DATASET).")
 @click.option("--task", type=click.Choice(TASKS), help="Override the detected task.")
+@click.option("--label-tag", help="DICOM header keyword whose value is the label (e.g. BodyPartExamined), for a plain "
+                                  "folder tree or DICOMDIR export of DICOM files with no class folders or manifest.")
+@click.option("--window", default=DEFAULTS.window, show_default=True,
+              help=f"How DICOM grey values are windowed to 8 bits: {WINDOW_HELP}.")
+@click.option("--frames", default=DEFAULTS.frames, show_default=True, type=click.Choice(FRAMES),
+              help="Multi-frame DICOM files: one row per file (its middle frame), or one row per frame (FILE#N).")
+@click.option("--id-key", help="Secret for the keyed hashes of DICOM patient, study and series ids: a string, or a "
+                               "file holding it (default: a per-store secret kept beside the store).")
 @click.option("--norm", type=click.Choice(["encoder", "imagenet", "median-mad"]), help="Input normalisation (default: the encoder's own).")
 @click.option("--resize", type=int, help="Resize the shorter side to this before the centre crop.")
 @click.option("--crop", type=int, help="Centre-crop size.")

@@ -2,7 +2,8 @@
 
 Handles 8/16-bit and float PNG/TIFF, palette, RGBA/LA, CMYK, animated images (first frame) and
 decompression bombs. JPEGs are decoded at reduced size with PIL's draft mode when the encoder
-only needs a smaller image: that is most of the decoding speed-up.
+only needs a smaller image: that is most of the decoding speed-up. A DICOM file (recognised by its
+content, whatever its name) is read by dicom/pixels.py, windowed as the store's PixelOptions say.
 """
 from __future__ import annotations
 
@@ -46,13 +47,19 @@ def array_to_image(arr: np.ndarray) -> Image.Image:
     return to_rgb(Image.fromarray(arr))
 
 
-def load_image(path: str | os.PathLike | BinaryIO, *, draft_size: int | None = None) -> Image.Image:
+def load_image(path: str | os.PathLike | BinaryIO, *, draft_size: int | None = None, pixels=None,
+               frame: int | None = None) -> Image.Image:
     """Open ``path`` (a file path, or a binary file object such as an upload held in memory) and return a
     fully decoded RGB image, with the same guards either way.
 
     ``draft_size``: the smallest side the caller needs; JPEGs are then decoded at the smallest
-    DCT scale that still gives at least that many pixels on each side.
+    DCT scale that still gives at least that many pixels on each side. ``pixels`` (dicom.PixelOptions,
+    default its defaults) and ``frame`` (from 0; default the middle one) say how a DICOM file is read.
     """
+    if _is_dicom_content(path):
+        return _load_dicom(path, pixels, frame)
+    if frame is not None:
+        raise ImageError(f"frame {frame} was asked for, but the file is not DICOM")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -82,3 +89,30 @@ def load_image(path: str | os.PathLike | BinaryIO, *, draft_size: int | None = N
         raise ImageError(f"cannot decode: {exc.strerror or exc}".replace("\n", " ")) from None
     except (ValueError, SyntaxError, EOFError, TypeError) as exc:
         raise ImageError(f"cannot decode: {exc}".replace("\n", " ")) from None
+
+
+def _is_dicom_content(src) -> bool:
+    """The DICOM Part 10 marker at byte 128 (a file object is left where it was)."""
+    if hasattr(src, "read"):
+        try:
+            pos = src.tell()
+            head = src.read(132)
+            src.seek(pos)
+        except (OSError, ValueError):
+            return False
+        return len(head) == 132 and head[128:] == b"DICM"
+    from .dicom.files import is_dicom
+
+    return is_dicom(src)
+
+
+def _load_dicom(src, pixels, frame: int | None) -> Image.Image:
+    from .dicom.decoders import DICOM_EXTRA
+    from .dicom.pixel_options import PixelOptions
+
+    try:
+        from .dicom.pixels import read_dicom
+
+        return read_dicom(src, options=pixels or PixelOptions(), frame=frame)
+    except ImportError as exc:
+        raise ImageError(f"a DICOM file, and reading it needs {exc.name or 'pydicom'}: {DICOM_EXTRA}") from None

@@ -7,7 +7,7 @@ build its options, so it imports nothing heavy (torch, h5py) until a check runs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral
 
 from ..display import printable
@@ -22,7 +22,7 @@ MIN_CROP = 16
 BATCHES_IN_MEMORY = 4
 # The options that say how to read the dataset (datasets.scan's keywords).
 SCAN_FIELDS = ("layout", "manifest", "image_col", "label_col", "label_cols", "group_col", "split_col", "images_dir",
-               "task")
+               "task", "label_tag", "frames")
 
 
 ENGINES = ("local", "ray")
@@ -47,7 +47,10 @@ class IndexOptions:
     cluster, else Ray starts on this machine; ``gpus_per_worker`` GPUs per encoder actor) while this process
     stays the one writer; ``views`` (e.g. ('hflip',)) stores each model as the mean of its embeddings of the
     image and of those views, under the store key ``MODEL-hflip`` unless ``name`` is given; ``shards`` splits each model's index into that many row-range shard files, searched
-    in parallel and merged as one index would answer."""
+    in parallel and merged as one index would answer. DICOM: ``window`` and ``frames`` say how pixels are read
+    (dicom/pixel_options.py; recorded in the store, which `query` and `serve` follow); ``label_tag`` labels a
+    plain tree of DICOM files by a header keyword; ``id_key`` is the secret (a string, or a file holding it) of
+    the keyed hashes of patient, study and series ids (dicom/headers.py; default: a per-store secret)."""
 
     out: str | None = None
     models: tuple[str, ...] = (DEFAULT_MODEL,)
@@ -81,12 +84,22 @@ class IndexOptions:
     gpus_per_worker: float = 0.0
     shards: int = 1
     views: tuple[str, ...] = ()
+    window: str = "file"
+    frames: str = "middle"
+    label_tag: str | None = None
+    id_key: str | None = field(default=None, repr=False)  # a secret: never in a repr or log
     progress: bool = True
 
     def __post_init__(self):
         self.models = tuple(self.models) or (DEFAULT_MODEL,)
         self.weights = tuple(self.weights)
         self.views = tuple(self.views or ())
+
+    def pixel_options(self):
+        """How DICOM rows are read (dicom.PixelOptions), checked."""
+        from .dicom.pixel_options import PixelOptions
+
+        return PixelOptions(window=str(self.window), frames=str(self.frames)).check()
 
     def scan_options(self) -> dict:
         """The keywords of ``datasets.scan``."""
@@ -140,6 +153,7 @@ class IndexOptions:
         from .encoders import device_for
 
         device_for(self.device)  # unknown device, or CUDA asked for where there is none
+        self.pixel_options()
 
 
     def _check_engine(self) -> None:

@@ -24,6 +24,8 @@ from ..storage.schema import PENDING, SKIPPED
 from ..storage.embeddings import Embeddings
 from ..storage.store import ModelData, StoreData, commit_store, model_key, provenance
 from .datasets import scan
+from .dicom.headers import attach_headers
+from .dicom.pixel_options import PIXELS_ATTR, pixel_options_of
 from .layouts import Dataset
 from .duplicates import embedding_duplicates, file_duplicates
 from .embed import embed_rows
@@ -56,12 +58,16 @@ def index_dataset(dataset: str, options: IndexOptions | None = None, **overrides
                     for m in opts.models}
     for p in preprocesses.values():
         check_memory(p, opts.batch_size)
+    pixels = opts.pixel_options()
     ds = scan(dataset, **opts.scan_options())
+    ds.pixels = pixels
     out_dir = _out_dir(opts.out, ds)
+    attach_headers(ds, out_dir, opts.id_key)
     summary = IndexSummary(dataset=ds.root, out=str(out_dir), rows=len(ds), task=ds.task, reading=ds.reading,
                            dropped_manifest_rows=[{"id": rid, "reason": why} for rid, why in ds.dropped])
     with WriterLock(out_dir):
         data = open_store(out_dir, ds, opts.moved_from)
+        _record_pixels(data, ds, out_dir)
         remove_leftover_index_files(out_dir, data)  # of a run killed while it saved an index
         _log_dataset(ds, out_dir)
         row_of, summary.changes = reconcile(out_dir, data, ds, opts)
@@ -86,6 +92,20 @@ def _out_dir(out: str | None, ds: Dataset) -> Path:
     except OSError as exc:
         raise MedsearchError(f"cannot create output folder '{out_dir}' ({exc.strerror}): choose another --out") from None
     return out_dir
+
+
+def _record_pixels(data: StoreData, ds: Dataset, out_dir: Path) -> None:
+    """Record how DICOM rows are read (--window, --frames), so `query` and `serve` read them the same way;
+    refuse a store built with other settings (a store older than the record was built with the defaults)."""
+    if ds.layout == "npz":
+        return
+    if len(data):
+        have = pixel_options_of(data.attrs)
+        if have != ds.pixels:
+            raise MedsearchError(f"the store in '{printable(str(out_dir))}' reads DICOM pixels with --window "
+                                 f"{have.window} --frames {have.frames}, not --window {ds.pixels.window} --frames "
+                                 f"{ds.pixels.frames}: use those, or index into another --out folder")
+    data.attrs[PIXELS_ATTR] = ds.pixels.to_attr()
 
 
 def _dataset_name(ds: Dataset) -> str:

@@ -1,5 +1,7 @@
 """A dataset as `index` sees it (``Dataset``: ids, image sources, labels, groups, splits), and the two layouts
-read from the file system alone: one sub-folder per class (ImageFolder), and a MedMNIST-style ``.npz``."""
+read from the file system alone: one sub-folder per class (ImageFolder), and a MedMNIST-style ``.npz``.
+A class folder's images include DICOM files: named .dcm (or .dicom, .dic, .ima), or of any other name when
+their content says DICOM (a 132-byte read; hospital exports often have no extension)."""
 from __future__ import annotations
 
 import os
@@ -12,12 +14,14 @@ from PIL import Image
 from ..errors import ImageError, MedsearchError
 from ..storage.store import LabelledRows
 from .images import IMAGE_EXTENSIONS, array_to_image
-from .sources import RowSource, open_source, uri_scheme
+from .sources import RowSource, file_and_frame, open_source, uri_scheme
 
 # Names a scan never enters or reads: dot files and folders (.ipynb_checkpoints, .DS_Store, ._x.png resource forks,
 # .~lock.labels.csv#) and macOS archive debris. A checkpoint copy beside its original is an exact duplicate
 # that could land on both sides of a split.
 JUNK_NAMES = ("__MACOSX",)
+DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic", ".ima")
+DICOMDIR = "DICOMDIR"  # a DICOM export's index file: a DICOM file without pixels, never a row
 NPZ_SPLITS = ("train", "val", "test")
 # Class names of the bundled MedMNIST demo files (MedMNIST v2 INFO); other npz files get numbered classes.
 MEDMNIST_LABELS = {
@@ -36,7 +40,7 @@ class Dataset(LabelledRows):
     """Everything `index` stores about the rows of a dataset. ``sources[i]`` is a path relative to ``root``
     (or ``split/index`` inside an npz); ``missing[i]`` gives why a row's image could not be located.
     ``reading`` says in one line how the labels were read; ``dropped`` lists manifest rows that cannot be
-    stored at all (id as written, reason)."""
+    stored at all (id as written, reason). ``pixels`` (dicom.PixelOptions) says how DICOM rows are windowed."""
 
     root: str = field(kw_only=True)
     layout: str = field(kw_only=True)
@@ -44,20 +48,22 @@ class Dataset(LabelledRows):
     manifest: str | None = None
     reading: str = ""
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    pixels: object = None
     _arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def path(self, i: int) -> str | None:
-        """File of row ``i`` on this machine (None for an npz row, and for a URI read where it is)."""
+        """File of row ``i`` on this machine (None for an npz row, and for a URI read where it is); a frame
+        row's file is its multi-frame DICOM file."""
         if self._arrays is not None or uri_scheme(self.sources[i]):
             return None
-        return os.path.join(self.root, self.sources[i])
+        return file_and_frame(os.path.join(self.root, self.sources[i]))[0]
 
     def is_uri(self, i: int) -> bool:
         return self._arrays is None and uri_scheme(self.sources[i]) is not None
 
     def row_source(self) -> RowSource:
         """How another process (a Ray worker) opens this dataset's rows."""
-        return RowSource(self.root, npz=self._arrays is not None)
+        return RowSource(self.root, npz=self._arrays is not None, pixels=self.pixels)
 
     def array(self, i: int) -> np.ndarray:
         """The stored array of an npz row."""
@@ -70,16 +76,24 @@ class Dataset(LabelledRows):
             raise ImageError(self.missing[i])
         if self._arrays is not None:
             return array_to_image(self.array(i))
-        return open_source(self.root, self.sources[i], draft_size=draft_size)
+        return open_source(self.root, self.sources[i], draft_size=draft_size, pixels=self.pixels)
 
 
-def _is_image_name(name: str) -> bool:
-    return not is_hidden(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+def is_image_file(folder: str | os.PathLike, name: str) -> bool:
+    """An image by its name, or a DICOM file by its name or content (never a DICOMDIR or a hidden file)."""
+    if is_hidden(name) or name == DICOMDIR:
+        return False
+    ext = os.path.splitext(name)[1].lower()
+    if ext in IMAGE_EXTENSIONS or ext in DICOM_EXTENSIONS:
+        return True
+    from .dicom.files import is_dicom
+
+    return is_dicom(os.path.join(folder, name))
 
 
 def has_images(folder: Path) -> bool:
     try:
-        return any(_is_image_name(f.name) for f in folder.iterdir())
+        return any(is_image_file(folder, f.name) for f in folder.iterdir() if not f.is_dir())
     except OSError:
         return False
 
@@ -93,7 +107,7 @@ def scan_folders(root: Path) -> Dataset:
         for dirpath, dirnames, filenames in os.walk(root / name):
             dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))  # never enter .ipynb_checkpoints & co
             for f in sorted(filenames):
-                if _is_image_name(f):
+                if is_image_file(dirpath, f):
                     sources.append(os.path.relpath(os.path.join(dirpath, f), root))
                     labels.append(c)
     task = "binary" if len(classes) == 2 else "multiclass"

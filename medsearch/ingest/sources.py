@@ -82,30 +82,54 @@ def _object_store(scheme: str, bucket: str):
     return fs.FileSystem.from_uri(f"{scheme}://{bucket}")[0]
 
 
-def open_uri(uri: str, *, draft_size: int | None = None) -> Image.Image:
+def open_uri(uri: str, *, draft_size: int | None = None, pixels=None) -> Image.Image:
     """The decoded RGB image at ``uri``, with the sha256 of its bytes in ``info[SHA256_INFO]``."""
     raw = read_uri(uri)
-    img = load_image(io.BytesIO(raw), draft_size=draft_size)
+    img = load_image(io.BytesIO(raw), draft_size=draft_size, pixels=pixels)
     img.info[SHA256_INFO] = hashlib.sha256(raw).hexdigest()
     return img
 
 
-def open_source(root: str, source: str, *, draft_size: int | None = None) -> Image.Image:
-    """A file layout's row: a URI read where it is, or a path relative to the dataset folder ``root``."""
+def open_source(root: str, source: str, *, draft_size: int | None = None, pixels=None) -> Image.Image:
+    """A file layout's row: a URI read where it is, or a path relative to the dataset folder ``root`` (a
+    'path#frame' row is that frame of a multi-frame DICOM file). ``pixels``: the store's dicom.PixelOptions."""
     if uri_scheme(source):
-        return open_uri(source, draft_size=draft_size)
-    return load_image(os.path.join(root, source), draft_size=draft_size)
+        return open_uri(source, draft_size=draft_size, pixels=pixels)
+    path, frame = file_and_frame(os.path.join(root, source))
+    return load_image(path, draft_size=draft_size, pixels=pixels, frame=frame)
 
 
-def open_stored_file(root: str, source: str, *, draft_size: int | None = None) -> Image.Image:
+def file_and_frame(path: str) -> tuple[str, int | None]:
+    """(file, frame) of a row's path: a file that exists as named is that file, whatever its name; otherwise
+    'file#N' is frame N of the file."""
+    from .dicom.files import split_frame
+
+    file, frame = split_frame(str(path))
+    if frame is None or os.path.lexists(path):
+        return str(path), None
+    return file, frame
+
+
+def open_stored_file(root: str, source: str, *, draft_size: int | None = None, pixels=None) -> Image.Image:
     """The image of a stored row of a file layout (``query --gallery``, `serve`): its URI, or its path under
-    the dataset root ``root``; a stored path that is absolute or leaves the root is not followed."""
+    the dataset root ``root``; a stored path that is absolute or leaves the root is not followed. ``pixels``:
+    the store's dicom.PixelOptions (``pixel_options_of(data.attrs)``)."""
     if uri_scheme(source):
-        return open_uri(source, draft_size=draft_size)
+        return open_uri(source, draft_size=draft_size, pixels=pixels)
     rel = PurePosixPath(source.replace("\\", "/"))
     if not root or rel.is_absolute() or ".." in rel.parts:
         raise ImageError("its stored source is not a path under the dataset root")
-    return load_image(Path(root) / rel, draft_size=draft_size)
+    path, frame = file_and_frame(str(Path(root) / rel))
+    return load_image(path, draft_size=draft_size, pixels=pixels, frame=frame)
+
+
+def read_query_image(path: str, store_attrs: dict, *, draft_size: int | None = None) -> Image.Image:
+    """A query image read as the store read its rows: a DICOM file with the store's window (and 'file#N' as
+    frame N); any other image as `index` reads it."""
+    from .dicom.pixel_options import pixel_options_of
+
+    file, frame = file_and_frame(path)
+    return load_image(file, draft_size=draft_size, pixels=pixel_options_of(store_attrs), frame=frame)
 
 
 @dataclass(frozen=True)
@@ -115,12 +139,13 @@ class RowSource:
 
     root: str
     npz: bool = False
+    pixels: object = None  # dicom.PixelOptions: how DICOM rows are windowed
 
     def open(self, source: str, *, draft_size: int | None = None) -> Image.Image:
         if self.npz:
             split, j = source.rsplit("/", 1)
             return array_to_image(_npz_arrays(self.root)[split][int(j)])
-        return open_source(self.root, source, draft_size=draft_size)
+        return open_source(self.root, source, draft_size=draft_size, pixels=self.pixels)
 
 
 @functools.lru_cache(maxsize=2)

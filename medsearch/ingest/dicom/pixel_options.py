@@ -13,7 +13,7 @@ PIXELS_ATTR = "dicom_pixels"  # store attribute: the JSON of the PixelOptions a 
 FRAMES = ("middle", "all")
 # Fixed windows (centre, width) in modality units after rescale, i.e. Hounsfield units for CT.
 PRESETS = {"lung": (-600.0, 1500.0), "soft-tissue": (40.0, 400.0), "bone": (400.0, 1800.0), "brain": (40.0, 80.0)}
-WINDOW_HELP = ("file (the file's first VOI LUT or window), N (its N-th window, from 1), "
+WINDOW_HELP = ("file (the file's first window, else its VOI LUT), N (its N-th window, from 1), "
                f"{', '.join(PRESETS)}, C,W (a fixed centre and width) or none (min-max)")
 _FIXED = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*$")
 
