@@ -61,7 +61,11 @@ def _merged(data, files: list[SegmentFile], entries) -> SegmentData:
                            removed=np.concatenate([p.removed for p in parts])[pick],
                            group=strings("group"), split=strings("split"), sha256=strings("sha256"),
                            file_stat=None if parts[0].file_stat is None else
-                           np.concatenate([p.file_stat for p in parts])[pick])
+                           np.concatenate([p.file_stat for p in parts])[pick],
+                           header=None if parts[0].header is None else
+                           {name: [v for p in parts for v in p.header[name]] for name in parts[0].header})
+        if out.rows.header is not None:
+            out.rows.header = {name: [v[i] for i in pick.tolist()] for name, v in out.rows.header.items()}
     for key, m in data.models.items():
         got = [(f, f.model(key, m.dim)) for f in files]
         got = [(f, g) for f, g in got if g is not None]
@@ -108,6 +112,8 @@ def compact_rows(data, directory: Path, index_attrs: dict[str, dict] | None = No
             setattr(data, name, [values[r] for r in take])
     if data.file_stat is not None:
         data.file_stat = data.file_stat[keep]
+    if data.header is not None:
+        data.header = data.header.take(take)
     data.removed = None
     for m in data.models.values():
         m.embedding = m.embedding.renumber(keep) if hasattr(m.embedding, "renumber") else m.embedding[keep]

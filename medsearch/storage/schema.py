@@ -22,3 +22,13 @@ MAX_LABEL_NAMES = 100_000
 REMOVED_REASON = "removed: no longer in the dataset"
 REBUILD = "move it aside and rebuild it with `medsearch index`"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# DICOM headers (issue 18): the only header values a store may hold. Identifiers are keyed hashes (HMAC-SHA256 with a
+# secret kept outside the store), never the raw values; the fields are non-identifying acquisition facts. Anything
+# else (names, dates, addresses, accession numbers, institutions, free text) is refused by validation.
+HEADER_IDS = ("study", "series")
+HEADER_FIELDS = ("Modality", "BodyPartExamined", "ViewPosition", "Laterality", "Manufacturer", "Rows", "Columns",
+                 "PixelSpacing")
+HEADER_COLUMNS = HEADER_IDS + HEADER_FIELDS
+ID_HASH_HEX = 32                   # hex digits kept of an identifier's HMAC-SHA256 (128 bits)
+MAX_HEADER_VALUE = 64              # characters of a stored field (DICOM LO is at most 64)
+NO_PATIENT_GROUP = "no-patient-id:"  # group prefix of a row whose header has no PatientID: it is its own group

@@ -22,7 +22,8 @@ from .embeddings import Embeddings
 from .manifest import MANIFEST_FILE, Manifest, SegmentEntry, manifest_path, read_manifest, write_manifest
 from .schema import FORMAT, FORMAT_VERSION, PENDING, STORE_FILE
 from .segments import SEGMENTS_DIR, ModelPart, RowPart, SegmentData, SegmentFile, segment_path, write_segment
-from .validation import Damage, check_model_attrs, check_store
+from .row_headers import ID_RECORD_ATTR, RowHeaders
+from .validation import Damage, check_model_attrs, check_store, json_attr
 
 SEGMENT_BYTES = 256 << 20     # a whole write splits rows into segments of about this size
 MAX_TAIL = 8                  # more small segments than this at the tail are merged into one
@@ -79,7 +80,7 @@ def _assemble(directory: Path, manifest: Manifest, files: list[SegmentFile]):
         rows.add(f, f.rows(task == "multilabel", len(names)))
     ids, sources, labels = rows.finish()
     data = StoreData(ids, sources, labels, names, task, rows.optional.get("groups"), rows.optional.get("splits"),
-                     attrs=attrs)
+                     attrs=attrs, header=_headers(attrs, rows.header))
     data.sha256, data.file_stat, data.removed = rows.sha256, rows.file_stat, rows.removed
     for key, model_attrs in manifest.models.items():
         dim = model_attrs["dim"]
@@ -102,6 +103,17 @@ def _assemble(directory: Path, manifest: Manifest, files: list[SegmentFile]):
     return data
 
 
+def _headers(attrs: dict, columns: dict | None) -> RowHeaders | None:
+    """The DICOM header columns with the record of how their ids were hashed (taken out of ``attrs``: the
+    header holds it); both or neither."""
+    raw = attrs.pop(ID_RECORD_ATTR, None)
+    if raw is None:
+        if columns:
+            raise Damage(f"the segments hold DICOM header columns but the root attribute {ID_RECORD_ATTR} is missing")
+        return None
+    return RowHeaders(columns or {}, json_attr(ID_RECORD_ATTR, raw, dict, "an object"))
+
+
 class _RowAssembler:
     """Row fields gathered from the segments in order; a later segment's value of a row wins."""
 
@@ -113,6 +125,7 @@ class _RowAssembler:
         self.removed = np.zeros(n, dtype=bool)
         self.covered = np.zeros(n, dtype=bool)
         self.optional: dict[str, list | np.ndarray] = {}
+        self.header: dict[str, list[str]] | None = None
         self.columns: tuple[str, ...] | None = None
 
     def add(self, f: SegmentFile, part: RowPart | None) -> None:
@@ -121,11 +134,15 @@ class _RowAssembler:
         if part.row.size and part.row[-1] >= self.n:
             raise Damage(f"{f.name}:rows/row holds row {part.row[-1]} of a store of {self.n} rows")
         columns = tuple(c for c, v in zip(OPTIONAL_COLUMNS, (part.group, part.split, part.sha256, part.file_stat))
-                        if v is not None)
+                        if v is not None) + header_columns(part.header)
         if self.columns is None:
             self.columns = columns
             for c in columns:
-                self.optional[c] = np.full((self.n, 2), -1, np.int64) if c == "file_stat" else [""] * self.n
+                if c.startswith(HEADER_PREFIX):
+                    self.header = self.header if self.header is not None else {}
+                    self.header[c[len(HEADER_PREFIX):]] = [""] * self.n
+                else:
+                    self.optional[c] = np.full((self.n, 2), -1, np.int64) if c == "file_stat" else [""] * self.n
         elif columns != self.columns:
             raise Damage(f"{f.name}:rows holds the columns {', '.join(columns) or 'none'} where earlier segments "
                          f"hold {', '.join(self.columns) or 'none'}")
@@ -141,6 +158,8 @@ class _RowAssembler:
                     self.optional[c][r] = values
                 else:
                     _scatter(self.optional[c], r, values)
+        for name, values in (part.header or {}).items():
+            _scatter(self.header[name], r, values)
 
     def finish(self) -> tuple:
         if not self.covered.all():
@@ -150,6 +169,14 @@ class _RowAssembler:
         self.file_stat = self.optional.get("file_stat")
         self.removed = self.removed if self.removed.any() else None
         return self.ids, self.sources, self.labels
+
+
+HEADER_PREFIX = "header/"
+
+
+def header_columns(header: dict | None) -> tuple[str, ...]:
+    """The header columns as names of optional row columns ('header/Modality'), for comparing segments."""
+    return tuple(HEADER_PREFIX + name for name in (header or {}))
 
 
 def _scatter(target: list, rows: np.ndarray, values: list) -> None:
@@ -246,7 +273,8 @@ def segment_of(data, rows: np.ndarray, model_rows: dict[str, np.ndarray]) -> Seg
                            label=np.asarray(data.labels)[rows], removed=data.is_removed()[rows],
                            group=_pick(data.groups, take), split=_pick(data.splits, take),
                            sha256=_pick(data.sha256, take),
-                           file_stat=None if data.file_stat is None else np.asarray(data.file_stat)[rows])
+                           file_stat=None if data.file_stat is None else np.asarray(data.file_stat)[rows],
+                           header=None if data.header is None else data.header.take(take).columns)
     for key, r in model_rows.items():
         m = data.models[key]
         seg.models[key] = ModelPart(row=r, embedding=np.asarray(m.embedding[r], dtype=np.float32),
@@ -266,7 +294,8 @@ def _check_part(data, seg: SegmentData, directory: Path) -> None:
     if part is None:
         return
     probe = StoreData(part.id, part.source, part.label, data.label_names, data.task, part.group, part.split,
-                      attrs=root_attrs(data), sha256=part.sha256, file_stat=part.file_stat)
+                      attrs=root_attrs(data), sha256=part.sha256, file_stat=part.file_stat,
+                      header=None if part.header is None else RowHeaders(part.header, data.header.ids))
     for key, mp in seg.models.items():
         if mp.row.size == part.row.size and (mp.row == part.row).all():
             attrs = {k: v for k, v in data.models[key].attrs.items() if not k.startswith("index_")}
@@ -289,6 +318,8 @@ def root_attrs(data) -> dict:
     attrs = {k: v for k, v in data.attrs.items() if v is not None and k not in _ROOT_ONLY}
     attrs.update(task=data.task, label_names=json.dumps(data.label_names), medsearch_version=__version__,
                  updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if data.header is not None:
+        attrs[ID_RECORD_ATTR] = data.header.ids_json()
     return attrs
 
 
@@ -298,7 +329,8 @@ def model_attrs(data) -> dict:
 
 
 def _columns(data) -> tuple[str, ...]:
-    return tuple(c for c in OPTIONAL_COLUMNS if getattr(data, c) is not None)
+    return tuple(c for c in OPTIONAL_COLUMNS if getattr(data, c) is not None) + header_columns(
+        None if data.header is None else {c: None for c in data.header.names()})
 
 
 def _write(directory: Path, name: str, seg: SegmentData) -> SegmentEntry:

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import hdf5_fields as fields
 from .atomic import atomic_write_bytes
+from .schema import HEADER_COLUMNS
 from .validation import Damage, first_line, printable_key
 
 SEGMENT_FORMAT = "medsearch-segment"
@@ -30,7 +31,8 @@ READ_BLOCK = 4096  # rows of one slice when embeddings are read by row
 @dataclass
 class RowPart:
     """Row fields of the rows ``row`` (sorted, unique): ids, sources, labels, the optional columns, and the
-    removed flag (a row deleted from the dataset, kept until compaction drops it)."""
+    removed flag (a row deleted from the dataset, kept until compaction drops it); ``header``: the DICOM header
+    columns (``rows/header/<name>``, text), None without."""
 
     row: np.ndarray
     id: list[str]
@@ -41,6 +43,7 @@ class RowPart:
     split: list[str] | None = None
     sha256: list[str] | None = None
     file_stat: np.ndarray | None = None
+    header: dict[str, list[str]] | None = None
 
 
 @dataclass
@@ -93,6 +96,10 @@ def _write_rows(g: h5py.Group, part: RowPart) -> None:
             put_text(g, name, values)
     if part.file_stat is not None:
         g.create_dataset("file_stat", data=np.asarray(part.file_stat, dtype=np.int64).reshape(-1, 2))
+    if part.header is not None:
+        h = g.create_group("header")
+        for name, values in part.header.items():
+            put_text(h, name, values)
 
 
 class SegmentFile:
@@ -128,7 +135,8 @@ class SegmentFile:
         strings = {name: read_text(g, name, where, m, optional=name not in ("id", "source"))
                    for name in ROW_STRINGS}
         return RowPart(row=row, label=label[()], removed=fields.integers(g, "removed", where, (m,)).astype(bool),
-                       file_stat=fields.integers(g, "file_stat", where, (m, 2), optional=True), **strings)
+                       file_stat=fields.integers(g, "file_stat", where, (m, 2), optional=True),
+                       header=_header(g, where, m), **strings)
 
     def model(self, key: str, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
         """(rows, states, reasons) of model ``key`` in this segment, checked against ``dim``; None if absent."""
@@ -200,6 +208,22 @@ def read_text(g: h5py.Group, name: str, where: str, count: int, optional: bool =
     if len(values) != count:
         raise Damage(f"{where} holds {len(values)} strings, expected {count}")
     return values
+
+
+def _header(g: h5py.Group, where: str, m: int) -> dict[str, list[str]] | None:
+    """The header columns of a segment's rows, in schema order; a column the schema does not name is damage
+    (a store never holds any other header value)."""
+    h = g.get("header")
+    if h is None:
+        return None
+    where = f"{where}/header"
+    if not isinstance(h, h5py.Group):
+        raise Damage(f"{where} is not a group")
+    unknown = [k for k in h.keys() if k not in HEADER_COLUMNS]
+    if unknown:
+        raise Damage(f"{where}/{printable_key(unknown[0])} is not a column a store may hold "
+                     f"(only {', '.join(HEADER_COLUMNS)})")
+    return {name: read_text(h, name, where, m) for name in HEADER_COLUMNS if name in h}
 
 
 def _row_numbers(g: h5py.Group, where: str) -> np.ndarray:

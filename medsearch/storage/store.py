@@ -20,13 +20,14 @@ import h5py
 import numpy as np
 
 from .embeddings import Embeddings
+from .row_headers import RowHeaders
 from .manifest import MANIFEST_FILE
 from .schema import EMBEDDED, FORMAT_VERSION, REBUILD, STORE_FILE, ZERO_FILLED
 from .validation import Damage, first_line
 from ..errors import MedsearchError
 
 __all__ = ["LabelledRows", "ModelData", "StoreData", "model_key", "store_path", "store_exists", "read_store",
-           "write_store", "commit_store", "provenance"]
+           "write_store", "commit_store", "provenance", "RowHeaders"]
 
 
 def model_key(name: str) -> str:
@@ -68,7 +69,8 @@ class ModelData:
 class LabelledRows:
     """Rows with their labels, as a dataset yields them and a store keeps them: ids, sources, labels (int64 (n,)
     class indices, or int8 (n, L) multi-hot for multilabel) named by ``label_names``, the task, and the optional
-    patient groups and official split."""
+    patient groups and official split; ``header``: for DICOM rows, the hashed study and series and the few
+    non-identifying header fields (row_headers.py), None where the dataset has no DICOM."""
 
     ids: list[str]
     sources: list[str]
@@ -77,6 +79,7 @@ class LabelledRows:
     task: str
     groups: list[str] | None = None
     splits: list[str] | None = None
+    header: RowHeaders | None = field(default=None, kw_only=True)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import MedsearchError
-from .schema import (INDEX_ATTRS, LAYOUTS, MAX_LABEL_NAMES, PENDING, SHA256_HEX, SKIPPED, TASKS)
+from .schema import (HEADER_COLUMNS, HEADER_IDS, ID_HASH_HEX, INDEX_ATTRS, LAYOUTS, MAX_HEADER_VALUE,
+                     MAX_LABEL_NAMES, PENDING, SHA256_HEX, SKIPPED, TASKS)
 
 if TYPE_CHECKING:
     from .store import ModelData, StoreData
@@ -40,6 +41,8 @@ def check_store(data: StoreData) -> None:
     _check_labels(np.asarray(data.labels), data.task, len(data.label_names), n)
     if data.sha256 is not None:
         _check_sha256(data.sha256)
+    if getattr(data, "header", None) is not None:
+        check_header(data.header, n)
     if data.file_stat is not None:
         _check_file_stat(np.asarray(data.file_stat), n)
     removed = getattr(data, "removed", None)
@@ -68,6 +71,45 @@ def _check_rows(data: StoreData, n: int) -> None:
         raise Damage(f"rows/id holds {show(dup)} twice (row ids are unique)")
     if not all(data.sources):
         raise Damage(f"rows/source is empty at row {data.sources.index('')}")
+
+
+def check_header(header, n: int) -> None:
+    """The DICOM header columns: only the schema's columns (so nothing else of a header can be stored), one
+    string per row; hashed ids '' or ID_HASH_HEX lowercase hex digits; fields short and printable; and the
+    record of how the ids were hashed."""
+    columns, ids = getattr(header, "columns", None), getattr(header, "ids", None)
+    if not isinstance(columns, dict):
+        raise Damage(f"rows/header is {show(header)}, not header columns")
+    for name, values in columns.items():
+        where = f"rows/header/{printable_key(str(name))}"
+        if name not in HEADER_COLUMNS:
+            raise Damage(f"{where} is not a column a store may hold (only {', '.join(HEADER_COLUMNS)})")
+        if not isinstance(values, list) or len(values) != n or not all_strings(values):
+            raise Damage(f"{where} holds {_count(values) if isinstance(values, list) else show(values)} entries for "
+                         f"{n} rows, or a value that is not a string")
+        if name in HEADER_IDS:
+            _check_hex(values, ID_HASH_HEX, where)
+        elif values and (max(map(len, values)) > MAX_HEADER_VALUE or not "".join(values).isprintable()):
+            row = next(i for i, v in enumerate(values) if len(v) > MAX_HEADER_VALUE or not v.isprintable())
+            raise Damage(f"{where} holds {show(values[row])} at row {row} (a field is at most "
+                         f"{MAX_HEADER_VALUE} printable characters)")
+    if not isinstance(ids, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ids.items()):
+        raise Damage(f"the root attribute dicom_ids is {show(ids)}, not an object of strings")
+    check = ids.get("key_check", "")
+    if len(check) != 16 or check.strip("0123456789abcdef"):
+        raise Damage(f"the root attribute dicom_ids has key_check {show(check)}, not 16 lowercase hex digits")
+
+
+def _check_hex(values: list[str], digits: int, where: str) -> None:
+    """Each entry '' or ``digits`` lowercase hex digits (checked in bulk, then located)."""
+    ok = set(map(len, values)) <= {0, digits}
+    if ok:
+        joined = "".join(values)
+        ok = joined.isascii() and not joined.encode("ascii").translate(None, _HEX_DIGITS)
+    if not ok:
+        row = next(i for i, v in enumerate(values) if v and (len(v) != digits or v.strip("0123456789abcdef")))
+        raise Damage(f"{where} holds {show(values[row])} at row {row} (each entry is '' or a keyed hash of "
+                     f"{digits} lowercase hex digits)")
 
 
 def _check_file_stat(stat: np.ndarray, n: int) -> None:
