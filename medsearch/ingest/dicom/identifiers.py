@@ -112,6 +112,8 @@ def _create_key(path: Path) -> bytes:
     secret = secrets.token_hex(32).encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another `index` of the same store made it a moment ago
+        return _read_key(path, "the id key")
     except OSError as exc:
         raise MedsearchError(f"cannot create the id key '{printable(str(path))}' ({exc.strerror}): give a key file "
                              "with --id-key") from None
