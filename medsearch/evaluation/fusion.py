@@ -40,20 +40,32 @@ def fuse(data: StoreData, key: str) -> ModelData:
         raise MedsearchError(f"fused model {key!r}: join two or more different stored models with '+', "
                              f"e.g. {'+'.join(list(data.models)[:2]) or 'efficientnet-lite0+mobilenet-v2'}")
     models = [data.model(part)[1] for part in names]  # an unknown part -> the store's own message
-    masks, blocks = [], []
+    masks = []
     for model in models:
-        E = np.asarray(model.embedding, dtype=np.float64)
-        norms = np.linalg.norm(E, axis=1, keepdims=True)
-        blocks.append(np.divide(E, norms, out=np.zeros_like(E), where=norms > 0))
         mask = np.zeros(len(data), dtype=bool)
         mask[model.usable()] = True
         masks.append(mask)
     usable = np.logical_and.reduce(masks)
-    embedding = (np.hstack(blocks) / np.sqrt(len(names))).astype(np.float32)
+    embedding = fuse_vectors([model.embedding for model in models])
     reason = [""] * len(data)
     for i in np.flatnonzero(~usable):
         reason[i] = "no embedding from " + ", ".join(p for p, mask in zip(names, masks) if not mask[i])
     state = np.where(usable, EMBEDDED, SKIPPED).astype(np.int8)
-    prov = {"fusion": "L2-normalised parts concatenated / sqrt(parts)",
-            "parts": {p: provenance(m) for p, m in zip(names, models)}}
-    return ModelData(embedding, state, reason, {"provenance": json.dumps(prov)})
+    return ModelData(embedding, state, reason, {"provenance": json.dumps(fused_provenance(data, key))})
+
+
+def fuse_vectors(blocks) -> np.ndarray:
+    """Each part's rows ((n, d_i) arrays, in column order) L2-normalised, concatenated, divided by sqrt(parts):
+    the stored rows of a fused model, and a query's vector for a head trained on one (search.fused_query)."""
+    normalised = []
+    for block in blocks:
+        E = np.asarray(block, dtype=np.float64)
+        norms = np.linalg.norm(E, axis=1, keepdims=True)
+        normalised.append(np.divide(E, norms, out=np.zeros_like(E), where=norms > 0))
+    return (np.hstack(normalised) / np.sqrt(len(normalised))).astype(np.float32)
+
+
+def fused_provenance(data: StoreData, key: str) -> dict:
+    """The provenance of the fused model ``key``: how it is made, and each part's own provenance."""
+    return {"fusion": "L2-normalised parts concatenated / sqrt(parts)",
+            "parts": {p: provenance(data.model(p)[1]) for p in parts(key)}}

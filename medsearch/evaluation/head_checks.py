@@ -13,8 +13,20 @@ ENCODER_FIELDS = ("encoder", "weights_sha256", "weights_source", "preprocess", "
 
 
 def encoder_fields(provenance: dict) -> dict:
-    """The part of a model's provenance (medsearch.storage.store.provenance) that decides what its embeddings mean."""
+    """The part of a model's provenance (medsearch.storage.store.provenance) that decides what its embeddings mean;
+    for a fused model (evaluation.fusion), each part's, by part."""
+    if isinstance(provenance, dict) and isinstance(provenance.get("parts"), dict):
+        return {"parts": {part: encoder_fields(prov) for part, prov in provenance["parts"].items()}}
     return {key: provenance.get(key) for key in ENCODER_FIELDS}
+
+
+def is_encoder_record(record) -> bool:
+    """Whether a saved head's encoder record has encoder_fields' shape: one model's fields, or 2+ parts' fields."""
+    if isinstance(record, dict) and set(record) == {"parts"}:
+        parts = record["parts"]
+        return isinstance(parts, dict) and len(parts) >= 2 and all(map(is_encoder_record, parts.values())) \
+            and not any("parts" in fields for fields in parts.values())
+    return isinstance(record, dict) and set(record) == set(ENCODER_FIELDS)
 
 
 def head_mismatches(head, *, task: str, label_names, model_key: str, dim: int) -> list[str]:
@@ -35,11 +47,17 @@ def head_mismatches(head, *, task: str, label_names, model_key: str, dim: int) -
 
 def encoder_mismatches(trained: dict, provenance: dict, where: str = "") -> list[str]:
     """The differences between the ENCODER_FIELDS a head recorded and a model's provenance (``where``: which
-    part of a fused model, for the phrase)."""
+    part of a fused model, for the phrase); a head of a fused model is compared part by part."""
+    if isinstance(trained, dict) and isinstance(trained.get("parts"), dict):
+        have = provenance.get("parts") if isinstance(provenance, dict) else None
+        if not isinstance(have, dict) or list(have) != list(trained["parts"]):
+            return [f"it was trained on the fusion of {', '.join(trained['parts'])}"]
+        return [text for part, fields in trained["parts"].items()
+                for text in encoder_mismatches(fields, have[part], where=f" of {part}")]
     have = encoder_fields(provenance)
     return [f"its embeddings{where} were made with another {key.replace('_', ' ')} "
-            f"({_short(trained.get(key))} vs this store's {_short(have[key])})"
-            for key in ENCODER_FIELDS if key != "dim" and have[key] != trained.get(key)]
+            f"({_short(trained.get(key))} vs this store's {_short(have.get(key))})"
+            for key in ENCODER_FIELDS if key != "dim" and have.get(key) != trained.get(key)]
 
 
 def _names(names, shown: int = 10) -> str:

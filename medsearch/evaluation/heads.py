@@ -52,7 +52,8 @@ from sklearn.svm import SVC, LinearSVC
 from medsearch.display import printable
 from medsearch.errors import MedsearchError
 from medsearch.evaluation.dvme import DVMEClassifier, MLPHead
-from medsearch.evaluation.head_checks import ENCODER_FIELDS, encoder_fields, encoder_mismatches, head_mismatches
+from medsearch.evaluation.head_checks import encoder_fields, encoder_mismatches, head_mismatches, \
+    is_encoder_record
 from medsearch.evaluation.metrics import auc_aligned, check_task
 
 C_GRID = (0.1, 1.0, 10.0, 100.0)
@@ -60,7 +61,7 @@ SAVE_FORMAT = "medsearch-linear-head/2"
 OLD_FORMATS = ("medsearch-linear-head/1",)  # did not record the encoder: cannot prove what they fit
 LINEAR_SAVABLE = ("lr", "linear-svc")
 # what `eval --save-head` offers (cli/eval.py writes them out); save_head also saves mlp and dvme (network_head)
-SAVABLE_HEADS = (*LINEAR_SAVABLE, "mlp")
+SAVABLE_HEADS = (*LINEAR_SAVABLE, "mlp", "dvme")
 
 
 def scaled(clf, scale: bool = True) -> Pipeline:
@@ -408,7 +409,7 @@ def load_head(path):
     except (KeyError, TypeError, ValueError):
         raise MedsearchError(f"{bad} (incomplete metadata); re-save it") from None
     if (name not in LINEAR_SAVABLE or task not in ("binary", "multiclass", "multilabel") or not isinstance(classes, list)
-            or not isinstance(encoder, dict) or set(encoder) != set(ENCODER_FIELDS)):
+            or not is_encoder_record(encoder)):
         raise MedsearchError(f"{bad} (head {name!r}, task {task!r}, metadata fields); re-save it")
     coef, intercept = arrays["coef"], arrays["intercept"]
     mean, scale = arrays["scaler_mean"], arrays["scaler_scale"]

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from ..errors import MedsearchError
 from .dvme import DVMEClassifier, MLPHead, proba_from_logits
 from .dvme_net import array_shapes, forward
-from .head_checks import ENCODER_FIELDS, encoder_fields, encoder_mismatches, head_mismatches
+from .head_checks import encoder_fields, encoder_mismatches, head_mismatches, is_encoder_record
 
 NETWORK_FORMAT = "medsearch-network-head/1"
 PREFIX = "net_"  # the network's arrays are stored as net_<name> beside scaler_mean, scaler_scale and metadata
@@ -153,7 +153,7 @@ def load_network_head(data, meta: dict, bad: str) -> NetworkHead:
     if (name not in ESTIMATORS or n_out is None or (task == "binary" and len(classes) != 2) or not dims
             or min(dims) < 1 or sum(dims) != d or hidden < 1 or not isinstance(blocks, list)
             or not isinstance(encoders, list) or len(blocks) != len(dims) or len(encoders) != len(dims)
-            or any(not isinstance(e, dict) or set(e) != set(ENCODER_FIELDS) for e in encoders)):
+            or not all(map(is_encoder_record, encoders))):
         raise MedsearchError(f"{bad} (head {name!r}, task {task!r}, metadata fields); re-save it")
     shapes = {**array_shapes(dims, hidden, n_out)}
     arrays = {}

@@ -4,7 +4,8 @@ import pytest
 
 from medsearch.evaluation.evaluate import evaluate
 from medsearch.errors import MedsearchError
-from medsearch.evaluation.fusion import fuse
+from medsearch.evaluation.fusion import fuse, fused_provenance
+from medsearch.evaluation.heads import load_head
 from medsearch.storage.schema import EMBEDDED, PENDING, SKIPPED
 from medsearch.storage.store import read_store, write_store
 
@@ -61,7 +62,16 @@ def test_eval_scores_a_fusion_beside_its_parts(tmp_path):
     assert (tmp_path / "rep" / "roc-m1_m2.png").exists()
 
 
-def test_a_fused_head_cannot_be_saved(tmp_path):
+def test_a_fused_head_is_saved_with_each_part_s_encoder_and_checked_part_by_part(tmp_path):
     store = make_store(tmp_path / "s", models=("m1", "m2"))
-    with pytest.raises(MedsearchError, match="fused"):
-        evaluate(store, models=["m1+m2"], heads=("lr",), save_head="lr", report_dir=tmp_path / "rep", **QUICK)
+    r = evaluate(store, models=["m1+m2"], heads=("lr",), save_head="lr", report_dir=tmp_path / "rep", **QUICK)
+    head = load_head(r.models["m1+m2"].saved_head)
+    data = read_store(store)
+    prov = fused_provenance(data, "m1+m2")
+    assert head.model_key == "m1+m2" and set(head.encoder["parts"]) == {"m1", "m2"}
+    assert head.mismatches(task=data.task, label_names=data.label_names, model_key="m1+m2", dim=128,
+                           provenance=prov) == []
+    prov["parts"]["m2"]["weights_sha256"] = "0" * 64
+    differences = head.mismatches(task=data.task, label_names=data.label_names, model_key="m1+m2", dim=128,
+                                  provenance=prov)
+    assert len(differences) == 1 and "embeddings of m2 were made with another weights sha256" in differences[0]

@@ -5,7 +5,8 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 from medsearch.errors import MedsearchError
-from medsearch.evaluation.heads import (ENCODER_FIELDS, HEADS, SAVE_FORMAT, LinearHead, fit_head, grid_search_cv,
+from medsearch.evaluation.head_checks import ENCODER_FIELDS
+from medsearch.evaluation.heads import (HEADS, SAVE_FORMAT, LinearHead, fit_head, grid_search_cv,
                                         gridsearch_params, head_scores, load_head, save_head, short_params)
 from medsearch.evaluation.metrics import auc
 from medsearch.evaluation.splits import cv_splits
