@@ -35,6 +35,9 @@ def _listed(values) -> str:
 @click.option("--folds", default=DEFAULTS.folds, show_default=True, type=click.IntRange(2),
               help="Tuning folds on the training part.")
 @click.option("--seed", default=DEFAULTS.seed, show_default=True, type=int)
+@click.option("--where", multiple=True, default=DEFAULTS.where,
+              help="Evaluate only rows whose DICOM header meets this (before the split): FIELD=VALUE, FIELD=V1,V2 "
+                   "or FIELD!=VALUE, e.g. ViewPosition=PA (repeatable; all must hold).")
 @click.option("--test-size", default=DEFAULTS.test_size, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--ks", default=_listed(DEFAULTS.ks), show_default=True, callback=csv_list(int), help="Retrieval cut-offs.")

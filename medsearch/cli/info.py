@@ -24,6 +24,16 @@ def info_cmd(index_dir, as_json, verify):
     emit(summary.to_json(), as_json, format_store_summary(summary))
 
 
+def _dicom_lines(dc: dict) -> list[str]:
+    lines = [f"DICOM headers: {dc['rows_with_header']} rows; fields stored: {', '.join(dc['fields'])}",
+             f"  ids stored only as keyed hashes ({dc['hash']}): {', '.join(dc['hashed_ids'])}",
+             f"  id key: {dc['key']}, check {dc['key_check']}; groups from {dc['groups']}"]
+    if dc["rows_without_patient_id"]:
+        lines.append(f"  {dc['rows_without_patient_id']} rows have no PatientID: each is its own group")
+    lines.append(f"  never stored: {dc['not_stored']}")
+    return lines
+
+
 def format_store_summary(d: StoreSummary) -> str:
     """Plain-text rendering of a store summary for the terminal."""
     lines = [f"store: {d.store}", f"rows: {d.rows}  task: {d.task}  dataset: {d.dataset_root}",
@@ -32,6 +42,8 @@ def format_store_summary(d: StoreSummary) -> str:
         lines.append(f"groups: {d.groups} distinct (patients/lesions)")
     if d.splits:
         lines.append("official split: " + ", ".join(f"{k} {v}" for k, v in d.splits.items()))
+    if d.dicom:
+        lines += _dicom_lines(d.dicom)
     if d.removed:
         lines.append(f"removed: {d.removed} rows no longer in the dataset (out of every search; "
                      "`medsearch compact` drops them from the files)")

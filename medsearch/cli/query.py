@@ -31,6 +31,9 @@ DEFAULTS = QueryOptions()
 @click.option("--device", default=DEFAULTS.device, show_default=True)
 @click.option("--exact", is_flag=True, default=DEFAULTS.exact,
               help="Search the stored vectors exactly, even where the store's index is approximate.")
+@click.option("--where", multiple=True, default=DEFAULTS.where,
+              help="Only neighbours whose DICOM header meets this: FIELD=VALUE, FIELD=V1,V2 or FIELD!=VALUE, e.g. "
+                   "ViewPosition=PA (repeatable; all must hold).")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--gallery", type=click.Path(dir_okay=False), default=None,
               help="Also draw a contact sheet (each query, its neighbours, labels, similarity) to this PNG.")
@@ -79,6 +82,11 @@ def _search_line(search: SearchInfo) -> str | None:
     return f"  approximate search ({printable(search.index_type)}: {search.factory}{params}): {recall}; --exact for exact"
 
 
+def _header_text(header: dict[str, str]) -> str:
+    """A neighbour's stored DICOM fields on one line (the hashed study and series are in --json)."""
+    return printable(" ".join(f"{k}={v}" for k, v in header.items() if k not in ("study", "series")))
+
+
 def format_query_results(results: list[QueryResult]) -> str:
     """Plain-text rendering of query results for the terminal: one line per item, every path, id and label
     name escaped by display.printable (the JSON output keeps them exact)."""
@@ -87,7 +95,8 @@ def format_query_results(results: list[QueryResult]) -> str:
         excluded = ", ".join(printable(i) for i in res.excluded_ids)
         lines.append(f"query: {printable(res.query)}  (model {printable(res.model)}"
                      f"{_self_note(res.self_ids)}"
-                     f"{', excluding ' + excluded if res.excluded_ids else ''})")
+                     f"{', excluding ' + excluded if res.excluded_ids else ''}"
+                     f"{', where ' + printable(' and '.join(res.where)) if res.where else ''})")
         approximate = _search_line(res.search)
         if approximate:
             lines.append(approximate)
@@ -95,6 +104,8 @@ def format_query_results(results: list[QueryResult]) -> str:
         for n in res.neighbours:
             labels = ", ".join(printable(name) for name in n.labels) or "-"
             lines.append(f"  {n.rank:>4}  {n.similarity:>10.4f}  {labels:<24.24}  {printable(n.source)}")
+            if n.header:
+                lines.append(f"  {'':>4}  {'':>10}  {'':<24}  " + _header_text(n.header))
         top = sorted(res.vote.items(), key=lambda kv: -kv[1])
         lines.append("  k-NN vote: " + ", ".join(f"{printable(name)} {share:.0%}" for name, share in top if share > 0))
         if res.head is not None:

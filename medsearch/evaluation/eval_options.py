@@ -47,7 +47,9 @@ class EvalOptions:
     heads are tuned (kernel SVCs also fitted) on a stratified subsample of that size, stated in the results;
     exact: never (see approximation.py). train_fractions: label-efficiency curves, every method retrained on
     nested stratified subsets of these shares of the training part (a tuple, or a comma-separated string;
-    empty: none), fraction_seeds subsets each (label_curves.py).
+    empty: none), fraction_seeds subsets each (label_curves.py). where: conditions on the stored DICOM header
+    fields ('ViewPosition=PA', 'Modality=CR,DX', 'Laterality!=L'; storage/header_filter.py): only the rows that
+    meet them all are evaluated, chosen before the split.
     """
 
     models: tuple[str, ...] = ()
@@ -77,6 +79,7 @@ class EvalOptions:
     exact: bool = False
     train_fractions: tuple[float, ...] | str = ()
     fraction_seeds: int = 5
+    where: tuple[str, ...] = ()
 
     def checked(self) -> EvalOptions:
         """A copy with heads and ks as tuples (heads unique, in order), after checking every option."""
@@ -91,6 +94,9 @@ class EvalOptions:
                                      "every fraction); drop --cv")
             if not options.heads and not options.knn:
                 raise MedsearchError("--train-fractions needs a method to retrain: give --heads or drop --no-knn")
+        from ..storage.header_filter import parse_where
+
+        parse_where(options.where)
         options._check_heads()
         options._check_numbers()
         options._check_grids()

@@ -56,8 +56,10 @@ class EvalConfig(JsonResult):
     # in the JSON only with --train-fractions (label-efficiency curves)
     train_fractions: list[float] | None = None
     fraction_seeds: int | None = None
+    # in the JSON only with --where: the header conditions the evaluated rows met
+    where: list[str] | None = None
 
-    OMIT_WHEN_NONE = ("approximation_limits", "train_fractions", "fraction_seeds")
+    OMIT_WHEN_NONE = ("approximation_limits", "train_fractions", "fraction_seeds", "where")
 
 
 @dataclass

@@ -60,8 +60,8 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
     from .scoring import check_block_heads
 
     check_block_heads(options.heads, keys)  # before any model is scored, not after the first
-    rows = _common_rows(data, keys)
     log = EvalLog(options.progress)
+    rows, where_note = _where_rows(data, _common_rows(data, keys), options, log)
     problem, split = make_problem(data, rows, options, grids, log)
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     models, curves, label = {}, {}, {}
@@ -79,7 +79,7 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
         Path(index_dir) / "reports" / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     result = EvalResult(format=FORMAT, medsearch_version=__version__, created=created, index_dir=str(index_dir),
                         store=_store_info(data, rows), config=_config(options, keys, grids, models), split=split,
-                        notes=_notes(data, options, keys), warnings=log.warnings, reference=reference, models=models,
+                        notes=where_note + _notes(data, options, keys), warnings=log.warnings, reference=reference, models=models,
                         report_dir=str(folder), curves=label or None, across_models=across_models(models, curves))
     write_report(result, curves, folder)
     return result
@@ -127,6 +127,30 @@ def _common_rows(data: StoreData, keys) -> np.ndarray:
     return usable
 
 
+def _where_rows(data: StoreData, rows: np.ndarray, options: EvalOptions, log) -> tuple[np.ndarray, list[str]]:
+    """The rows ``--where`` keeps, before any split, and the note that says so; a warning when grouped rows have
+    no PatientID (each is its own group: a split cannot keep such a patient's images together)."""
+    from ..storage.header_filter import describe, parse_where, where_mask
+    from ..storage.schema import NO_PATIENT_GROUP
+
+    conditions = parse_where(options.where)
+    notes = []
+    if conditions:
+        kept = rows[where_mask(data, conditions)[rows]]
+        if kept.size < 10:
+            raise MedsearchError(f"--where {describe(conditions)}: only {kept.size} of the {rows.size} embedded rows "
+                                 "meet it; evaluation needs at least 10: loosen --where")
+        notes.append(f"rows evaluated: only the {kept.size} of {rows.size} embedded rows whose DICOM header meets "
+                     f"{describe(conditions)}, chosen before the split")
+        rows = kept
+    if data.groups is not None and options.split != "paper":
+        lone = sum(1 for r in rows.tolist() if data.groups[r].startswith(NO_PATIENT_GROUP))
+        if lone:
+            log.warn(f"{lone} evaluated rows have no PatientID in their DICOM header: each is its own group, so "
+                     "images of one such patient may fall on both sides of the split")
+    return rows, notes
+
+
 def _store_info(data: StoreData, rows: np.ndarray) -> StoreInfo:
     return StoreInfo(task=data.task, label_names=data.label_names, n_rows=len(data), n_evaluated=int(rows.size),
                      has_groups=data.groups is not None, has_official_split=data.splits is not None,
@@ -144,7 +168,8 @@ def _config(options: EvalOptions, keys: list[str], grids: dict, models: dict) ->
                       linear_svc_max_iter=o.linear_svc_max_iter, n_jobs=o.workers,
                       approximation_limits=limits if approximated or changed else None,
                       train_fractions=list(o.train_fractions) or None,
-                      fraction_seeds=o.fraction_seeds if o.train_fractions else None)
+                      fraction_seeds=o.fraction_seeds if o.train_fractions else None,
+                      where=list(o.where) or None)
 
 
 def _notes(data: StoreData, options: EvalOptions, keys: list[str]) -> list[str]:

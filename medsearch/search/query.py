@@ -22,6 +22,7 @@ from ..storage.index_update import index_row_ids
 from ..storage.shard_files import open_index
 from ..ingest.fingerprints import sha256_of_file
 from ..options import check_whole
+from ..storage.header_filter import parse_where, where_mask
 from ..storage.store import ModelData, StoreData, provenance, read_store
 from .query_options import QueryOptions
 from .query_results import HeadOutput, Neighbour, QueryResult, SearchInfo
@@ -46,13 +47,16 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
     batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
     excluded = _rows_of_ids(data, options.exclude_ids)
-    sims, rows, own_rows = _search_without_self(data, m, faiss_index, how, queries, images, options, excluded)
+    filtered = np.flatnonzero(~where_mask(data, parse_where(options.where)))
+    sims, rows, own_rows = _search_without_self(data, m, faiss_index, how, queries, images, options, excluded,
+                                                filtered)
     results = []
     for qi, path in enumerate(images):
         keep = [(s, r) for s, r in zip(sims[qi], rows[qi])
                 if r >= 0 and r not in own_rows[qi] and r not in excluded][:options.k]
         result = _result(data, key, path, keep, own_rows[qi], options)
         result.search = how
+        result.where = list(options.where) or None
         if linear_head is not None:
             result.head = head_output(linear_head, queries[qi:qi + 1])
         results.append(result)
@@ -67,13 +71,17 @@ def _result(data: StoreData, key: str, path: str, keep: list, own: set[int], opt
                        vote=labelled_vote_shares(data, [r for _, r in keep], [s for s, _ in keep], options.weighting))
 
 
-def _search_without_self(data: StoreData, m: ModelData, index, how: SearchInfo, queries, images, options, excluded):
+def _search_without_self(data: StoreData, m: ModelData, index, how: SearchInfo, queries, images, options, excluded,
+                         filtered=None):
     """The nearest rows of each query, enough of them that ``k`` remain once the query's own rows (the stored
     file itself, or a byte-identical copy: both have the query's own embedding, so they come first) and the
-    excluded rows are left out. Own rows are looked for among the candidates, not over the whole store."""
+    excluded rows are left out. Own rows are looked for among the candidates, not over the whole store; rows
+    ``filtered`` out (--where) are left out inside the search, so k neighbours come back whenever k rows pass."""
     params = {} if how.exact else dict(how.search_params or {})
     read_rows = (lambda rows: np.asarray(m.embedding[rows], dtype=np.float32))
     hidden = hidden_rows(m, index)
+    if filtered is not None and filtered.size:
+        hidden = filtered if hidden is None else np.union1d(hidden, filtered)
     extra = len(excluded) + OWN_ROWS_ROOM
     while True:
         sims, rows = search(index, queries, options.k + extra, params=params, read_rows=read_rows,
@@ -102,6 +110,7 @@ def _check_options(images: list[str], options: QueryOptions) -> None:
     check_whole("-k", options.k, 1)
     if options.weighting not in vote.WEIGHTS:
         raise MedsearchError(f"unknown --weighting {options.weighting!r}; use one of {', '.join(vote.WEIGHTS)}")
+    parse_where(options.where)
 
 
 def searcher(index_dir, key: str, m: ModelData, exact: bool):
@@ -192,7 +201,8 @@ def _own_rows(data: StoreData, images: list[str], candidates: np.ndarray) -> lis
 
 def neighbour(data: StoreData, rank: int, row: int, sim: float) -> Neighbour:
     return Neighbour(rank=rank, row=row, id=data.ids[row], labels=data.labels_of(row), similarity=round(sim, 4),
-                     source=data.sources[row], group=data.groups[row] if data.groups is not None else None)
+                     source=data.sources[row], group=data.groups[row] if data.groups is not None else None,
+                     header=data.header.values(row) if data.header is not None else None)
 
 
 def labelled_vote_shares(data: StoreData, rows: list[int], sims: list[float], weighting: str) -> dict[str, float]:

@@ -10,7 +10,9 @@ class QueryOptions:
     """How to search: ``model`` (None: the store's only model), ``k`` neighbours per query, ``exclude_self``
     (leave out stored copies of the query image), ``exclude_ids`` (stored row ids to leave out), ``weighting``
     of the k-NN vote (one of knn.WEIGHTS), ``head`` (a saved head file to apply), the encoder's ``device``,
-    and ``exact`` (search the stored vectors exactly instead of an approximate index).
+    ``exact`` (search the stored vectors exactly instead of an approximate index), and ``where``: conditions on the
+    stored DICOM header fields a neighbour must meet ('ViewPosition=PA', 'Modality=CR,DX', 'Laterality!=L';
+    storage/header_filter.py).
     Values are checked by ``query`` before the store is read."""
 
     model: str | None = None
@@ -21,3 +23,4 @@ class QueryOptions:
     head: str | None = None
     device: str = "cpu"
     exact: bool = False
+    where: tuple[str, ...] = ()

@@ -11,9 +11,10 @@ from ..results import JsonResult
 @dataclass
 class Neighbour(JsonResult):
     """A stored row among a query's k nearest: its rank (1 = nearest), row number, id, label names,
-    cosine similarity (rounded to 4 places), source path, and patient group when the store has groups."""
+    cosine similarity (rounded to 4 places), source path, patient group when the store has groups, and
+    ``header``: its stored DICOM header fields and hashed study/series (those it has) when the store has them."""
 
-    OMIT_WHEN_NONE = ("group",)
+    OMIT_WHEN_NONE = ("group", "header")
 
     rank: int
     row: int
@@ -22,6 +23,7 @@ class Neighbour(JsonResult):
     similarity: float
     source: str
     group: str | None = None
+    header: dict[str, str] | None = None
 
 
 @dataclass
@@ -56,9 +58,10 @@ class SearchInfo(JsonResult):
 class QueryResult(JsonResult):
     """One query image: the model searched, which stored rows were left out (``self_ids``: copies of the
     query itself; ``excluded_ids``: asked for), the neighbours, the k-NN vote share per label, and the head's
-    output when a head was given; ``search`` says whether the search was exact or how approximate it is."""
+    output when a head was given; ``search`` says whether the search was exact or how approximate it is;
+    ``where``: the header conditions every neighbour met (``--where``), None without."""
 
-    OMIT_WHEN_NONE = ("search", "head")
+    OMIT_WHEN_NONE = ("search", "head", "where")
 
     query: str
     model: str
@@ -69,3 +72,4 @@ class QueryResult(JsonResult):
     vote: dict[str, float] = field(default_factory=dict)
     search: SearchInfo | None = None
     head: HeadOutput | None = None
+    where: list[str] | None = None

@@ -48,8 +48,9 @@ class StoreSummary(JsonResult):
     segments: int | None = None       # format 2: live segment files
     removed: int = 0                  # rows removed from the dataset, not yet compacted away
     verified: str | None = None       # with verify: what was checked beyond the metadata
+    dicom: dict | None = None         # what is kept of DICOM headers (dicom_summary); None without
 
-    OMIT_WHEN_NONE = ("verified",)
+    OMIT_WHEN_NONE = ("verified", "dicom")
 
 
 def _index_record(attrs: dict) -> dict:
@@ -84,7 +85,36 @@ def store_summary(index_dir: str, *, verify: bool = False) -> StoreSummary:
         updated=data.attrs.get("updated"), models={key: _model_summary(m) for key, m in data.models.items()},
         format_version=data.attrs.get("format_version"),
         segments=len(data.origin.manifest.segments) if data.origin is not None else None,
-        removed=int(data.is_removed().sum()), verified=verified)
+        removed=int(data.is_removed().sum()), verified=verified, dicom=dicom_summary(data))
+
+
+NOT_STORED = ("patient names, birth dates, addresses, accession numbers, institution names, free text (descriptions, "
+              "comments) and every other header value; raw patient, study and series ids")
+
+
+def dicom_summary(data) -> dict | None:
+    """What the store keeps of DICOM headers: the fields, the identifiers as keyed hashes and where their key
+    lives, how many rows have a header and how many lack a PatientID; and what is never stored."""
+    from .schema import HEADER_IDS, NO_PATIENT_GROUP
+
+    h = data.header
+    if h is None:
+        return None
+    ids = h.ids
+    by_patient = ids.get("groups", "").startswith("PatientID")
+    hashed = [c for c in HEADER_IDS if c in h.columns] + (["patient (the groups)"] if by_patient else [])
+    return {"fields": h.fields(), "hashed_ids": hashed, "hash": ids.get("hash"), "key": ids.get("key"),
+            "key_check": ids.get("key_check"), "groups": ids.get("groups"),
+            "rows_with_header": _rows_with_values(h.columns, len(data)),
+            "rows_without_patient_id": sum(1 for g in data.groups or () if g.startswith(NO_PATIENT_GROUP)),
+            "not_stored": NOT_STORED}
+
+
+def _rows_with_values(columns: dict, n: int) -> int:
+    has = np.zeros(n, dtype=bool)
+    for values in columns.values():
+        has |= np.asarray(values, dtype=object) != ""
+    return int(has.sum())
 
 
 VERIFY_BLOCK_ROWS = 65_536  # embeddings read at a time by --verify

@@ -98,3 +98,21 @@ def test_header_columns_without_their_key_record_are_damage(tmp_path):
     (tmp_path / "store.json").write_text(json.dumps(manifest))
     with pytest.raises(MedsearchError, match="dicom_ids is missing"):
         read_store(tmp_path)
+
+
+def test_info_states_what_is_stored(tmp_path):
+    from ..conftest import run_cli
+
+    data = _with_header(tmp_path, n=6)
+    data.groups = ["a", "a", "no-patient-id:" + "1" * 32, "b", "b", "c"]
+    write_store(data, tmp_path)
+    res = run_cli("info", tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "fields stored: Modality, ViewPosition" in res.output and "keyed hashes" in res.output
+    assert "id key: beside the store, check 0123456789abcdef" in res.output
+    assert "1 rows have no PatientID" in res.output and "never stored: patient names, birth dates" in res.output
+    got = json.loads(run_cli("info", tmp_path, "--json").output)["dicom"]
+    assert got["fields"] == ["Modality", "ViewPosition"] and got["hashed_ids"] == ["study"]
+    assert got["rows_with_header"] == 6
+    make_store(tmp_path / "old", n=12)
+    assert "dicom" not in json.loads(run_cli("info", tmp_path / "old", "--json").output)
