@@ -9,6 +9,8 @@ import numpy as np
 from ..display import printable
 from ..storage.schema import EMBEDDED
 from ..storage.store import ModelData, StoreData
+from .dicom.files import split_frame
+from .dicom.pixel_options import pixel_options_of
 from .fingerprints import duplicate_groups
 from .index_summary import REPORT_FILE, Duplicates
 from .log import warn
@@ -18,8 +20,11 @@ DIGEST_BLOCK = 65_536  # rows of embeddings read at a time
 
 def file_duplicates(data: StoreData, row_of: np.ndarray) -> Duplicates:
     """Byte-identical images among the dataset's rows (``row_of`` maps dataset index -> store row); a group
-    with two labels is a labelling error as well."""
+    with two labels is a labelling error as well. With ``--frames all`` the frames of one file share its sha256:
+    such a group is one file, not a duplicate, and is left out (frames of two identical files are kept)."""
     groups = [[int(row_of[p]) for p in g] for g in duplicate_groups([data.sha256[r] for r in row_of])]
+    if pixel_options_of(data.attrs).frames == "all":
+        groups = [g for g in groups if not _frames_of_one_file(data, g)]
     out = Duplicates(identical_files=len(groups), rows=sum(len(g) for g in groups),
                      with_conflicting_labels=sum(1 for g in groups if len({_label_text(data, r) for r in g}) > 1),
                      groups=[[{"id": data.ids[r], "labels": _label_text(data, r)} for r in g] for g in groups])
@@ -53,6 +58,12 @@ def embedding_duplicates(data: StoreData, m: ModelData, key: str, row_of: np.nda
         warn(f"{key}: {len(groups)} groups of images with identical embeddings but different files ({out['rows']} "
              f"rows), e.g. {first}: the same pixels at the encoder's input; they can leak across a split")
     return out
+
+
+def _frames_of_one_file(data: StoreData, rows: list[int]) -> bool:
+    """True if every row is a frame ('path#k') of the same file."""
+    parts = [split_frame(data.sources[r]) for r in rows]
+    return all(k is not None for _, k in parts) and len({path for path, _ in parts}) == 1
 
 
 def _label_text(data: StoreData, row: int) -> str:

@@ -32,3 +32,32 @@ def test_identical_embeddings_are_warned_about(tmp_path, tiny, monkeypatch):
     assert summary.models["tiny"].identical_embeddings["all_identical"]
     again = index_tiny(tmp_path / "ds", tmp_path / "out")  # a run that embeds nothing does not hash every row again
     assert again.models["tiny"].identical_embeddings == {"checked": False, "why": "nothing was embedded in this run"}
+
+
+def test_frames_of_one_multiframe_file_are_not_duplicates(tmp_path, tiny, capsys):
+    """`--frames all`: a file's frames share its sha256 but are one file; an identical copy is still reported."""
+    import shutil
+
+    from pydicom import uid as U
+
+    from .dicom.writers import busi_grey, dataset, write
+
+    needs_shared("breast-busi")
+    root = tmp_path / "ds"
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+    frames = np.stack([busi_grey(i) for i in (5, 6, 7)])
+    write(root / "a" / "cine.dcm", dataset(frames, frames=3), U.RLELossless, frames)
+    write(root / "b" / "one.dcm", dataset(busi_grey(8)))
+    summary = index_tiny(root, tmp_path / "out", frames="all")
+    assert len(read_store(tmp_path / "out").ids) == 4
+    assert summary.duplicates.identical_files == 0 and summary.duplicates.groups == []
+    assert "byte-identical" not in capsys.readouterr().err
+
+    shutil.copy(root / "a" / "cine.dcm", root / "b" / "copy.dcm")
+    summary = index_tiny(root, tmp_path / "out2", frames="all")
+    dup = summary.duplicates
+    assert dup.identical_files == 1 and dup.rows == 6 and dup.with_conflicting_labels == 1
+    assert sorted(r["id"] for r in dup.groups[0]) == sorted(
+        [f"a/cine.dcm#{k}" for k in range(3)] + [f"b/copy.dcm#{k}" for k in range(3)])
+    assert "1 groups of byte-identical images" in capsys.readouterr().err
