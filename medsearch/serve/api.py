@@ -17,7 +17,8 @@ from ..storage.store import provenance
 from .errors import HttpError
 from .images import snap_size
 from .reports import list_reports, load_report, plot_png, roc_png
-from .searching import MAX_K, SearchRequest, check_request, filter_mask, parse_crop, results_csv, run_search
+from .searching import (MAX_K, SearchRequest, check_request, filter_mask, parse_crop, parse_where_param,
+                        results_csv, run_search)
 from .service import Service
 from .uploads import read_upload
 
@@ -37,10 +38,13 @@ def search_request(model: str | None = Query(None, description="stored model key
                    exclude_patient: bool = Query(False, description="leave out the query's own patient group"),
                    include_self: bool = Query(False, description="keep the query's own stored copies"),
                    crop: str | None = Query(None, description="region 'x0,y0,x1,y1' as fractions of the image"),
-                   weighting: str = Query("similarity")) -> SearchRequest:
+                   weighting: str = Query("similarity"),
+                   where: list[str] = Query([], description="keep neighbours whose DICOM header meets this: "
+                                            "FIELD=VALUE, FIELD=V1,V2 or FIELD!=VALUE (repeatable, or several "
+                                            "separated by ';')")) -> SearchRequest:
     return SearchRequest(model=model or None, k=k, labels=tuple(label), splits=tuple(split),
                          exclude_patient=exclude_patient, include_self=include_self, crop=parse_crop(crop),
-                         weighting=weighting)
+                         weighting=weighting, where=parse_where_param(where))
 
 
 def _answer(result: dict, fmt: str) -> Response:
@@ -56,6 +60,7 @@ def case_json(snap, row: int) -> dict:
             "group": data.groups[row] if data.groups is not None else None,
             "split": data.splits[row] if data.splits is not None else None,
             "sha256": data.sha256[row] if data.sha256 is not None else None,
+            "header": data.header.values(row) if data.header is not None else None,
             "models": {key: {"embedded": int(m.state[row]) == EMBEDDED} for key, m in data.models.items()}}
 
 
@@ -79,7 +84,8 @@ def summary_json(svc) -> dict:
     return {"name": svc.name, "generation": snap.generation, "task": data.task, "n_rows": int(usable.size),
             "label_names": list(data.label_names),
             "label_counts": {n: int(c) for n, c in zip(data.label_names, counts)}, "splits": splits,
-            "n_groups": len(snap.rows_of_group), "models": models, "model_choices": svc.model_keys(snap),
+            "n_groups": len(snap.rows_of_group), "models": models,
+            "header_fields": data.header.fields() if data.header is not None else [], "model_choices": svc.model_keys(snap),
             "reports": list_reports(svc.directory)}
 
 

@@ -42,6 +42,7 @@ def state_params(req: SearchRequest, **source) -> list[tuple[str, str]]:
         items.append(("include_self", "1"))
     if req.crop:
         items.append(("crop", ",".join(f"{v:.4f}" for v in req.crop)))
+    items += [("where", w) for w in req.where]
     return items
 
 

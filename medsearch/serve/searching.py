@@ -32,7 +32,8 @@ class SearchRequest:
     """How to search: ``model`` (a stored key or a fusion 'a+b'; None: the store's only model), ``k``,
     ``labels`` / ``splits`` to keep (empty: all), ``exclude_patient`` (leave out the query's own patient
     group), ``include_self`` (keep the query's own stored copies), ``crop`` (x0, y0, x1, y1 as fractions of
-    the image) and the vote's ``weighting``."""
+    the image), the vote's ``weighting`` and ``where``: conditions on the stored DICOM header fields every
+    neighbour must meet ('ViewPosition=PA', 'Modality=CR,DX', 'Laterality!=L'; storage/header_filter.py)."""
 
     model: str | None = None
     k: int = 10
@@ -42,6 +43,30 @@ class SearchRequest:
     include_self: bool = False
     crop: tuple[float, float, float, float] | None = None
     weighting: str = "similarity"
+    where: tuple[str, ...] = ()
+
+
+def parse_where_param(values) -> tuple[str, ...]:
+    """The ``where`` parameters as conditions: each may hold several separated by ';' (one form field can
+    then carry them all); empty ones are dropped, malformed ones refused."""
+    from ..storage.header_filter import parse_where
+
+    conditions = tuple(c.strip() for v in values for c in v.split(";") if c.strip())
+    try:
+        parse_where(conditions, flag="where")
+    except MedsearchError as exc:
+        raise HttpError(400, str(exc)) from None
+    return conditions
+
+
+def where_keep(data, where) -> np.ndarray:
+    """Rows that meet the ``where`` conditions; a field the store does not hold is a 400 naming those it does."""
+    from ..storage.header_filter import parse_where, where_mask
+
+    try:
+        return where_mask(data, parse_where(where, flag="where"), flag="where")
+    except MedsearchError as exc:
+        raise HttpError(400, str(exc)) from None
 
 
 def parse_crop(text: str | None) -> tuple[float, float, float, float] | None:
@@ -84,6 +109,8 @@ def check_request(snap: Snapshot, req: SearchRequest) -> None:
     if unknown:
         raise HttpError(400, f"unknown split '{unknown[0][:80]}': this store's splits are "
                              f"{', '.join(sorted(known_splits)) or 'none'}")
+    if req.where:
+        where_keep(snap.data, req.where)
 
 
 def run_search(svc: IndexService, req: SearchRequest, *, case_id: str | None = None,
@@ -117,7 +144,7 @@ def run_search(svc: IndexService, req: SearchRequest, *, case_id: str | None = N
         n["split"] = data.splits[n["row"]] if data.splits is not None else None
     out.update(index=svc.name, generation=snap.generation, excluded_groups=groups,
                filters={"labels": list(req.labels), "splits": list(req.splits), "exclude_patient": req.exclude_patient,
-                        "crop": list(req.crop) if req.crop else None},
+                        "crop": list(req.crop) if req.crop else None, "where": list(req.where)},
                source={"id": case_id} if case_id is not None else {"upload": upload.sha256})
     return out
 
@@ -161,6 +188,8 @@ def _excluded_rows(snap, m, index, key, req, own, groups) -> np.ndarray:
         drop[snap.rows_of_group[g]] = True
     if req.labels or req.splits:
         drop |= ~filter_mask(snap, req.labels, req.splits)
+    if req.where:
+        drop |= ~where_keep(data, req.where)
     hidden = None if is_fused(key) else hidden_rows(m, index)
     rows = np.flatnonzero(drop)
     return rows if hidden is None else np.union1d(rows, hidden)
