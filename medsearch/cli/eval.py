@@ -48,7 +48,7 @@ def _listed(values) -> str:
               help="Bootstrap resamples for CIs.")
 @click.option("--reference", help="Print published figures beside ours (HAM10000, ODIR, RetinaMNIST, ... or a dataset key).")
 @click.option("--report-dir", help="Report folder (default: INDEX/reports/eval-<timestamp>).")
-@click.option("--save-head", type=click.Choice(["lr", "linear-svc", "mlp"]),
+@click.option("--save-head", type=click.Choice(["lr", "linear-svc", "mlp", "dvme"]),
               help="Save this head (trained on the training part) for `query --head`.")
 @click.option("--raw-features", is_flag=True, help="Feed raw embeddings to the heads (no standardisation), as the paper did.")
 @click.option("--C", "C", callback=csv_list(float), help="C values to search (default 0.1,1,10,100).")

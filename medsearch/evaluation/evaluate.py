@@ -39,7 +39,7 @@ from .label_curves import label_curves
 from .eval_results import FORMAT, EvalConfig, EvalResult, Reference, StoreInfo
 from .rounds import make_problem
 from .saved_head import save_evaluated_head
-from .scoring import score_model
+from .scoring import model_heads, score_model
 
 __all__ = ["evaluate"]
 
@@ -56,7 +56,7 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
     grids = options.grids()
     reference = _reference(options.reference)
     data = read_store(index_dir)
-    keys = _model_keys(data, options.models, options.save_head)
+    keys = _model_keys(data, options.models)
     from .scoring import check_block_heads
 
     check_block_heads(options.heads, keys)  # before any model is scored, not after the first
@@ -68,7 +68,7 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
     for key in keys:
         X = RowsOf(data.models[key].embedding, rows)
         models[key], curves[key], fitted = score_model(problem, key, X)
-        if options.save_head:
+        if options.save_head in model_heads(options.heads, key):  # dvme: the fused models' only
             models[key].saved_head = save_evaluated_head(problem, index_dir, key, X, fitted)
         if options.train_fractions:
             label[key] = label_curves(problem, key, X, models[key])
@@ -97,7 +97,7 @@ class RowsOf:
         return np.asarray(self.embedding[self.rows[positions]])
 
 
-def _model_keys(data: StoreData, models, save_head=None) -> list[str]:
+def _model_keys(data: StoreData, models) -> list[str]:
     """The models to evaluate; a fused one ('a+b', see fusion) is built in memory and added to ``data.models``."""
     if not models:
         data.model(next(iter(data.models), None))  # a store without models -> the store's own message
@@ -105,9 +105,6 @@ def _model_keys(data: StoreData, models, save_head=None) -> list[str]:
     keys = []
     for key in dict.fromkeys(models):
         if is_fused(key):
-            if save_head:
-                raise MedsearchError(f"--save-head needs a stored model: `query` cannot embed an image with a fused "
-                                     f"model ({key}); save the head of one of its parts instead")
             data.models[key] = fuse(data, key)
             keys.append(key)
         else:

@@ -24,6 +24,7 @@ from ..ingest.fingerprints import sha256_of_file
 from ..options import check_whole
 from ..storage.header_filter import parse_where, where_mask
 from ..storage.store import ModelData, StoreData, provenance, read_store
+from .fused_query import fused_head_model, fused_queries
 from .query_options import QueryOptions
 from .query_results import HeadOutput, Neighbour, QueryResult, SearchInfo
 
@@ -40,12 +41,14 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
     _check_options(images, options)
     data = read_store(index_dir)
     key, m = data.model(options.model)
-    linear_head = load_saved_head(options.head, index_dir, data, key, m) if options.head else None
+    saved_head = load_saved_head(options.head, index_dir, data, key, m) if options.head else None
     check_index_current(key, m)
     encoder = encoder_for(m, device=options.device)
     faiss_index, how = searcher(index_dir, key, m, options.exact)
     batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
+    head_inputs = queries if saved_head is None or saved_head.model_key == key else \
+        fused_queries(data, saved_head.model_key, images, _read_query, encoder_for, options.device)
     excluded = _rows_of_ids(data, options.exclude_ids)
     filtered = np.flatnonzero(~where_mask(data, parse_where(options.where)))
     sims, rows, own_rows = _search_without_self(data, m, faiss_index, how, queries, images, options, excluded,
@@ -57,8 +60,8 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
         result = _result(data, key, path, keep, own_rows[qi], options)
         result.search = how
         result.where = list(options.where) or None
-        if linear_head is not None:
-            result.head = head_output(linear_head, queries[qi:qi + 1])
+        if saved_head is not None:
+            result.head = head_output(saved_head, head_inputs[qi:qi + 1])
         results.append(result)
     return results
 
@@ -220,15 +223,24 @@ def _named(data: StoreData, values) -> dict[str, float]:
 
 def load_saved_head(path: str, index_dir, data: StoreData, key: str, m: ModelData):
     """The saved head at ``path``, refused unless it was trained on this store's classes (by name, in order),
-    task, model key, embedding dimension and encoder."""
+    task, model key (or a fusion of this store's models), embedding dimension and encoder(s)."""
     from ..evaluation.heads import load_head  # only needed when a head is asked for
 
     head = load_head(path)
+    shown = printable(str(path))
+    fused = fused_head_model(data, head)  # a head of a fusion takes the fused query (fused_query)
+    if fused is not None:
+        dim, prov = fused
+        differences = head.mismatches(task=data.task, label_names=data.label_names, model_key=head.model_key,
+                                      dim=dim, provenance=prov)
+        if differences:
+            raise MedsearchError(f"head '{shown}' does not fit the fused model '{head.model_key}' of this store: "
+                                 f"{'; '.join(differences)}: save the head again from this store")
+        return head
     differences = head.mismatches(task=data.task, label_names=data.label_names, model_key=key, dim=m.dim,
                                   provenance=provenance(m))
     if not differences:
         return head
-    shown = printable(str(path))
     if head.model_key != key and head.model_key in data.models:
         other = data.models[head.model_key]
         if not head.mismatches(task=data.task, label_names=data.label_names, model_key=head.model_key, dim=other.dim,
