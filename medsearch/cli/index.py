@@ -34,8 +34,8 @@ DEFAULTS = IndexOptions()
               help=f"How DICOM grey values are windowed to 8 bits: {WINDOW_HELP}.")
 @click.option("--frames", default=DEFAULTS.frames, show_default=True, type=click.Choice(FRAMES),
               help="Multi-frame DICOM files: one row per file (its middle frame), or one row per frame (FILE#N).")
-@click.option("--id-key", help="Secret for the keyed hashes of DICOM patient, study and series ids: a string, or a "
-                               "file holding it (default: a per-store secret kept beside the store).")
+@click.option("--id-key", help="File holding the secret (at least 32 characters) for the keyed hashes of DICOM patient, "
+                               "study and series ids (default: OUT.id-key beside the index folder, made on the first run).")
 @click.option("--norm", type=click.Choice(["encoder", "imagenet", "median-mad"]), help="Input normalisation (default: the encoder's own).")
 @click.option("--resize", type=int, help="Resize the shorter side to this before the centre crop.")
 @click.option("--crop", type=int, help="Centre-crop size.")

@@ -49,8 +49,8 @@ class IndexOptions:
     image and of those views, under the store key ``MODEL-hflip`` unless ``name`` is given; ``shards`` splits each model's index into that many row-range shard files, searched
     in parallel and merged as one index would answer. DICOM: ``window`` and ``frames`` say how pixels are read
     (dicom/pixel_options.py; recorded in the store, which `query` and `serve` follow); ``label_tag`` labels a
-    plain tree of DICOM files by a header keyword; ``id_key`` is the secret (a string, or a file holding it) of
-    the keyed hashes of patient, study and series ids (dicom/headers.py; default: a per-store secret)."""
+    plain tree of DICOM files by a header keyword; ``id_key`` is the file holding the secret of
+    the keyed hashes of patient, study and series ids (dicom/identifiers.py; default: OUT.id-key beside the store)."""
 
     out: str | None = None
     models: tuple[str, ...] = (DEFAULT_MODEL,)

@@ -62,7 +62,7 @@ def index_dataset(dataset: str, options: IndexOptions | None = None, **overrides
     ds = scan(dataset, **opts.scan_options())
     ds.pixels = pixels
     out_dir = _out_dir(opts.out, ds)
-    attach_headers(ds, out_dir, opts.id_key)
+    attach_headers(ds, out_dir, opts.id_key, workers=opts.workers, progress=opts.progress)
     summary = IndexSummary(dataset=ds.root, out=str(out_dir), rows=len(ds), task=ds.task, reading=ds.reading,
                            dropped_manifest_rows=[{"id": rid, "reason": why} for rid, why in ds.dropped])
     with WriterLock(out_dir):

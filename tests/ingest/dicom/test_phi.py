@@ -4,7 +4,6 @@ series ids, in any byte of any file of its folder; and it still groups by patien
 import os
 
 import numpy as np
-import pytest
 
 from medsearch.evaluation.splits import holdout_split
 from medsearch.ingest.dicom.headers import attach_headers
@@ -73,8 +72,6 @@ def test_medsearch_index_of_files_with_phi(tmp_path, tiny):
     assert all(len({g for g, p in zip(data.groups, patient_of) if p == q}) == 1 for q in range(4))
 
 
-@pytest.mark.xfail(strict=True, reason="the header columns reach the store once ingest/reconcile.py calls "
-                                       "storage.row_headers.merge_headers (edit requested from the lead)")
 def test_medsearch_index_stores_the_header_fields(tmp_path, tiny):
     root, out = tmp_path / "data", tmp_path / "idx"
     phi_dataset(root, patients=2, per_patient=2)
