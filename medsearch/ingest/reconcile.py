@@ -51,7 +51,7 @@ def reconcile(out_dir: Path, data: StoreData, ds: Dataset, options: IndexOptions
         _append_rows(data, ds, new)
         known = {rid: r for r, rid in enumerate(data.ids)}
     row_of = np.array([known[rid] for rid in ds.ids], dtype=np.int64)
-    relabelled = _update_row_fields(data, ds, row_of) + merge_headers(data, ds, row_of)
+    relabelled = _update_row_fields(data, ds, row_of) + merge_headers(data, ds, row_of, fresh=row_of[new])
     gone = _remove_gone_rows(data, row_of)
     changed_on_disk, content_dirty = _update_fingerprints(data, ds, row_of, workers=options.workers,
                                                           progress=options.progress)

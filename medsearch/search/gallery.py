@@ -13,8 +13,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import ImageError, MedsearchError
-from ..ingest.images import array_to_image, load_image
-from ..ingest.sources import open_stored_file
+from ..ingest.images import array_to_image
+from ..ingest.dicom.pixel_options import pixel_options_of
+from ..ingest.sources import open_stored_file, read_query_image
 from ..storage.store import StoreData
 from .query_results import QueryResult
 
@@ -58,7 +59,7 @@ def write_gallery(results: list[QueryResult], data: StoreData, out: str | Path) 
         draw.text((PAD, y + 4), _fit(f"model {res.model} · k-NN vote: {vote}", sheet.width - 2 * PAD, bold, draw),
                   fill=INK, font=bold)
         y += HEADER
-        tiles = [(_query_image(res.query), [("query", INK), (Path(res.query).name, MUTED)], True)]
+        tiles = [(_query_image(res.query, data.attrs), [("query", INK), (Path(res.query).name, MUTED)], True)]
         for n in res.neighbours:
             tiles.append((_stored_image(data, n.row, arrays), [(f"#{n.rank}  similarity {n.similarity:.3f}", INK),
                                                       (", ".join(n.labels) or "-", INK), (n.id, MUTED)], False))
@@ -92,9 +93,9 @@ def _draw_tiles(sheet, draw, tiles, y: int, font) -> int:
     return y + rows * cell_h
 
 
-def _query_image(path: str) -> Image.Image | None:
+def _query_image(path: str, store_attrs: dict) -> Image.Image | None:
     try:
-        return load_image(path)
+        return read_query_image(path, store_attrs)
     except (ImageError, OSError):
         return None
 
@@ -110,7 +111,7 @@ def _stored_image(data: StoreData, row: int, arrays: dict) -> Image.Image | None
                 with np.load(root, allow_pickle=False) as z:
                     arrays[split] = z[f"{split}_images"]
             return array_to_image(arrays[split][int(j)])
-        return open_stored_file(root, source)
+        return open_stored_file(root, source, pixels=pixel_options_of(data.attrs))
     except (ImageError, KeyError, ValueError, OSError):
         return None
 

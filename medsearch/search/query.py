@@ -14,7 +14,7 @@ from . import vote
 from ..display import printable
 from ..ingest.encoders import Preprocess, load_encoder
 from ..errors import ImageError, MedsearchError
-from ..ingest.images import load_image
+from ..ingest.sources import read_query_image
 from ..storage.embeddings import RowsView
 from ..storage.faiss_index import FLAT, build_index, load_index, search
 from ..storage.index_shards import structure_of
@@ -45,10 +45,11 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
     check_index_current(key, m)
     encoder = encoder_for(m, device=options.device)
     faiss_index, how = searcher(index_dir, key, m, options.exact)
-    batch = np.stack([encoder.prepare(_read_query(p, encoder.preprocess.resize)) for p in images])
+    read = lambda path, draft_size: _read_query(path, draft_size, data.attrs)  # noqa: E731 (the store's pixel settings)
+    batch = np.stack([encoder.prepare(read(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
     head_inputs = queries if saved_head is None or saved_head.model_key == key else \
-        fused_queries(data, saved_head.model_key, images, _read_query, encoder_for, options.device)
+        fused_queries(data, saved_head.model_key, images, read, encoder_for, options.device)
     excluded = _rows_of_ids(data, options.exclude_ids)
     filtered = np.flatnonzero(~where_mask(data, parse_where(options.where)))
     sims, rows, own_rows = _search_without_self(data, m, faiss_index, how, queries, images, options, excluded,
@@ -176,11 +177,13 @@ def _rows_of_ids(data: StoreData, ids) -> set[int]:
     return {row_of[i] for i in ids}
 
 
-def _read_query(path: str, draft_size: int):
+def _read_query(path: str, draft_size: int, store_attrs: dict):
+    """The query image, read as the store read its rows (a DICOM file with the store's window and frame)."""
     try:
-        return load_image(path, draft_size=draft_size)
+        return read_query_image(path, store_attrs, draft_size=draft_size)
     except ImageError as exc:
-        raise MedsearchError(f"cannot read query image '{printable(path)}': {exc}; give a JPEG or PNG file") from None
+        raise MedsearchError(f"cannot read query image '{printable(path)}': {exc}; give a JPEG, PNG or DICOM "
+                             "file") from None
 
 
 def _own_rows(data: StoreData, images: list[str], candidates: np.ndarray) -> list[set[int]]:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from ..errors import ImageError
 from ..ingest.images import array_to_image
+from ..ingest.dicom.pixel_options import pixel_options_of
 from ..ingest.sources import open_stored_file
 from .errors import HttpError
 from .service import Snapshot
@@ -26,7 +27,7 @@ def stored_image(snap: Snapshot, row: int, *, draft_size: int | None = None) -> 
     try:
         if root.endswith(".npz"):
             return array_to_image(_npz_image(snap, root, source))
-        return open_stored_file(root, source, draft_size=draft_size)
+        return open_stored_file(root, source, draft_size=draft_size, pixels=pixel_options_of(data.attrs))
     except (ImageError, KeyError, ValueError, OSError) as exc:
         raise HttpError(404, f"the image of stored case '{data.ids[row][:120]}' cannot be read ({exc}): the "
                              "dataset may have moved since it was indexed") from None

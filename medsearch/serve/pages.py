@@ -88,9 +88,10 @@ def make_pages(service: Service, uploads, max_upload_bytes: int) -> APIRouter:
 
     @pages.post("/i/{index}/upload")
     async def upload_page(request: Request, index: str):
-        service.get(index)
+        svc = service.get(index)
         upload, fields = await read_upload(request, max_upload_bytes)
-        await run_in_threadpool(decode, upload)  # refuse what cannot be searched before holding it
+        # refuse what cannot be searched before holding it
+        await run_in_threadpool(decode, upload, svc.snapshot().data.attrs)
         uploads.put(upload)
         req = SearchRequest(model=fields.get("model") or None, k=_int(fields.get("k"), SearchRequest.k),
                             exclude_patient=bool(fields.get("exclude_patient")))
@@ -98,11 +99,11 @@ def make_pages(service: Service, uploads, max_upload_bytes: int) -> APIRouter:
 
     @pages.get("/i/{index}/upload-image")
     def upload_image(index: str, upload: str, size: int = Query(768, ge=16, le=1024)):
-        service.get(index)
+        svc = service.get(index)
         held = uploads.get(upload)
         if held is None:
             raise HttpError(404, "the server no longer holds this uploaded image: upload it again")
-        return Response(png_bytes(decode(held), size), media_type="image/png",
+        return Response(png_bytes(decode(held, svc.snapshot().data.attrs), size), media_type="image/png",
                         headers={"Cache-Control": "private, max-age=300"})
 
     @pages.get("/i/{index}/case", response_class=HTMLResponse)

@@ -158,7 +158,8 @@ def _query_vector(svc, snap, key, m, req, row, upload) -> np.ndarray:
         return np.asarray(m.embedding[[row]], dtype=np.float32)
     parts = key.split("+") if is_fused(key) else [key]
     draft = None if req.crop else min(svc.encoder(snap.data.models[p]).preprocess.resize for p in parts)
-    img = stored_image(snap, row, draft_size=draft) if row is not None else decode(upload, draft_size=draft)
+    img = stored_image(snap, row, draft_size=draft) if row is not None else \
+        decode(upload, snap.data.attrs, draft_size=draft)
     img = crop_image(img, req.crop)
     vectors = []
     for part in parts:

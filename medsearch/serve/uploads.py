@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from PIL import Image
 
 from ..errors import ImageError
+from ..ingest.dicom.pixel_options import pixel_options_of
 from ..ingest.images import load_image
 from .errors import HttpError
 
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/tiff", "image/gif", "image/webp")
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/bmp", "image/tiff", "image/gif", "image/webp", "application/dicom")
 GENERIC_TYPES = ("", "application/octet-stream")  # what clients send when they do not know the type
 MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"BM", "bmp"), (b"II*\x00", "tiff"),
          (b"MM\x00*", "tiff"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
-ACCEPTED = "PNG, JPEG, BMP, TIFF, GIF or WebP"
+ACCEPTED = "PNG, JPEG, BMP, TIFF, GIF, WebP or DICOM"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ def image_kind(data: bytes) -> str | None:
     """The image format the bytes start with, or None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data[128:132] == b"DICM":  # DICOM Part 10: a 128-byte preamble, then the marker
+        return "dicom"
     return next((kind for magic, kind in MAGIC if data.startswith(magic)), None)
 
 
@@ -55,10 +58,11 @@ def check_image_bytes(data: bytes, content_type: str, filename: str = "") -> Upl
     return Upload(data, hashlib.sha256(data).hexdigest(), filename[:200])
 
 
-def decode(upload: Upload, *, draft_size: int | None = None) -> Image.Image:
-    """The upload as an RGB image; an undecodable or oversized image is a 400 with the reason."""
+def decode(upload: Upload, store_attrs: dict, *, draft_size: int | None = None) -> Image.Image:
+    """The upload as an RGB image, read as the store read its rows (a DICOM file with the store's window);
+    an undecodable or oversized image is a 400 with the reason."""
     try:
-        return load_image(io.BytesIO(upload.data), draft_size=draft_size)
+        return load_image(io.BytesIO(upload.data), draft_size=draft_size, pixels=pixel_options_of(store_attrs))
     except ImageError as exc:
         raise HttpError(400, f"cannot read the uploaded image: {exc}") from None
 

@@ -50,9 +50,9 @@ class RowHeaders:
         return json.dumps(self.ids, sort_keys=True)
 
 
-def merge_headers(data, ds, row_of: np.ndarray) -> int:
+def merge_headers(data, ds, row_of: np.ndarray, fresh=()) -> int:
     """Take the header values of the dataset ``ds``'s rows (store rows ``row_of``) into the store ``data``, marking
-    the rows whose values changed; returns how many changed. A store built with another identifier key is refused
+    the rows whose values changed; returns how many changed, not counting the rows ``fresh`` (appended by this run). A store built with another identifier key is refused
     (its hashes would no longer match its patients)."""
     n = len(data)
     if data.header is not None:
@@ -79,6 +79,7 @@ def merge_headers(data, ds, row_of: np.ndarray) -> int:
                 column[r] = value
                 changed[r] = True
     data.touch(np.flatnonzero(changed))
+    changed[np.asarray(fresh, dtype=np.int64)] = False
     return int(changed.sum())
 
 

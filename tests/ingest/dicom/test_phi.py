@@ -75,7 +75,10 @@ def test_medsearch_index_of_files_with_phi(tmp_path, tiny):
 def test_medsearch_index_stores_the_header_fields(tmp_path, tiny):
     root, out = tmp_path / "data", tmp_path / "idx"
     phi_dataset(root, patients=2, per_patient=2)
-    index_tiny(root, out)
+    first = index_tiny(root, out)
     data = read_store(out)
     assert data.header is not None and data.header.values(0)["Modality"] == "US"
     assert _found(out) == []
+    assert first.changes.new_rows == 4 and first.changes.relabelled == 0  # new rows are not "relabelled"
+    again = index_tiny(root, out)
+    assert again.changes.new_rows == 0 and again.changes.relabelled == 0
