@@ -83,7 +83,7 @@ def format_eval_results(results) -> str:
            _aligned(_columns(k), table_rows(results)), ""]
     for key, model in results["models"].items():
         out += _model_lines(key, model, results["config"]["ks"])
-    out += _across_lines(results.get("across_models"), results["models"])
+    out += _across_lines(results)
     for key, curves in (results.get("curves") or {}).items():
         out += curve_text_lines(key, curves, _aligned)
     split = results["split"]
@@ -127,22 +127,30 @@ def _model_lines(key: str, model: dict, ks) -> list[str]:
     return out
 
 
-def _across_lines(across: dict | None, models: dict) -> list[str]:
-    """Every model's methods against the best single-encoder method (or the best of any model), paired."""
+def across_rows(results: dict) -> tuple[str, list[list[str]]] | None:
+    """(title, rows of [model, method, delta, CI, p]) of the paired deltas across models (across_models), largest
+    delta first; None for a run of one model."""
+    across, models = results.get("across_models"), results["models"]
     if not across:
-        return []
+        return None
     key, method = across["vs"].rsplit(" ", 1)
-    out = [f"paired bootstrap AUC deltas across models, against the {across['reference']} ({key} "
-           f"{models[key]['methods'][method]['label']}, AUC {_num(across['auc'])}):"]
+    title = (f"Paired bootstrap AUC deltas across models, against the {across['reference']} ({key} "
+             f"{models[key]['methods'][method]['label']}, AUC {_num(across['auc'])})")
     rows = []
     for name, d in sorted(across["deltas"].items(), key=lambda kv: -kv[1]["delta"]):
         model, m = name.rsplit(" ", 1)
-        rows.append((f"{model} {models[model]['methods'][m]['label']}", d))
-    width = max(len(label) for label, _ in rows) if rows else 0
-    for label, d in rows:
-        out.append(f"  {label:<{width}}  {_signed(d['delta'])} [{_signed(d['lo'])}, {_signed(d['hi'])}]  "
-                   f"p={_num(d['p_value'])}")
-    return out + [""]
+        rows.append([model, models[model]["methods"][m]["label"], _signed(d["delta"]),
+                     f"[{_signed(d['lo'])}, {_signed(d['hi'])}]", _num(d["p_value"])])
+    return title, rows
+
+
+def _across_lines(results: dict) -> list[str]:
+    """The terminal form of across_rows."""
+    table = across_rows(results)
+    if table is None:
+        return []
+    title, rows = table
+    return [title[0].lower() + title[1:] + ":", _aligned(["model", "method", "delta", "95% CI", "p"], rows), ""]
 
 
 def _attention_lines(key: str, method: dict) -> list[str]:
@@ -214,6 +222,11 @@ def markdown_text(results) -> str:
     for key, model in results["models"].items():
         for m in model["methods"].values():
             lines += [f"- {line.strip()}" for line in _attention_lines(key, m)]
+    across = across_rows(results)
+    if across:
+        title, rows = across
+        lines += ["", f"{title}:", "", "| model | method | delta | 95% CI | p |", "|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     ref = results.get("reference")
     if ref:
         lines += ["", f"Reference figures ({ref['name']}):", "", "| kind | model | head | AUC | source |", "|---|---|---|---|---|"]

@@ -59,8 +59,9 @@ def plot_png(index_dir: Path, name: str, model: str, kind: str) -> bytes:
 
 def report_view(index_dir: Path, name: str) -> dict:
     """What the eval page shows of a report: its table rows (report.table_rows, with CIs), columns, models
-    with a ROC plot and with a label-efficiency plot (`eval --train-fractions`), notes and configuration."""
-    from ..evaluation.report import COLUMNS, table_rows
+    with a ROC plot and with a label-efficiency plot (`eval --train-fractions`), notes and configuration, and the
+    paired deltas across models (report.across_rows; None for one model)."""
+    from ..evaluation.report import COLUMNS, across_rows, table_rows
 
     results = load_report(index_dir, name)
     ks = results.get("config", {}).get("ks") or [10]
@@ -71,7 +72,8 @@ def report_view(index_dir: Path, name: str) -> dict:
             "curve_models": [m for m in results.get("models", {})
                              if (folder / f"curves-{model_key(m)}.png").is_file()],
             "notes": results.get("notes", []), "config": results.get("config", {}),
-            "store": results.get("store", {}), "split": _split_line(results.get("split") or {})}
+            "store": results.get("store", {}), "split": _split_line(results.get("split") or {}),
+            "across": across_rows(results)}
 
 
 def _split_line(split: dict) -> str:

@@ -35,9 +35,12 @@ def test_files_exist_and_parse(report):
 
 def test_markdown_has_one_row_per_model_and_method(report):
     _, folder = report
-    table = [line for line in (folder / "results.md").read_text().splitlines() if line.startswith("| m") and not line.startswith("| model")]
+    main, across = (folder / "results.md").read_text().split("Paired bootstrap AUC deltas across models")
+    table = [line for line in main.splitlines() if line.startswith("| m") and not line.startswith("| model")]
     assert [tuple(c.strip() for c in line.strip("|").split("|")[:2]) for line in table] == \
         [(m, x) for m in ("m1", "m2") for x in METHODS]
+    paired = [line for line in across.splitlines() if line.startswith("| m") and not line.startswith("| model")]
+    assert len(paired) == 2 * (len(METHODS) - 1) - 1  # each method with an AUC, of both models, but the reference
 
 
 def test_roc_plots_are_valid_images(report):

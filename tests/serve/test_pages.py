@@ -54,3 +54,5 @@ def test_browse_and_eval_pages(client):
     assert ev.status_code == 200 and 'id="eval-table"' in ev.text and ev.text.count('class="roc-image"') == 2
     assert ev.text.count('class="curve-image"') == 2
     assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", ev.text)  # AUC with its CI
+    across = ev.text[ev.text.index('id="across-table"'):]  # two models: each method paired across them
+    assert "against the best method of any model" in ev.text and across.count("<tr>") >= 3
