@@ -133,7 +133,8 @@ def variant(name: str):
 
 def index_rate(dataset: Path, model: str, batch_size: int, workers: int) -> tuple[float, float]:
     """(embedding-phase img/s as `index` reports it, whole-call img/s including model load and index build)."""
-    out = Path(tempfile.mkdtemp(prefix="bench-index-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-index-"))
+    out = work / "store"  # a DICOM dataset's id key is written beside the store: inside work, removed with it
     try:
         t = time.perf_counter()
         with redirect_stderr(io.StringIO()):  # index's progress log, once per pass
@@ -143,7 +144,7 @@ def index_rate(dataset: Path, model: str, batch_size: int, workers: int) -> tupl
         wall = time.perf_counter() - t
         return summary.models[model].images_per_second, summary.rows / wall
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _cpu_model() -> str:

@@ -29,8 +29,9 @@ def attach_headers(ds, out_dir: Path, id_key: str | None, *, workers: int = 8, p
     non-identifying fields in ``ds.header``. Raw identifiers are never kept. ``id_key``: the path of the key file
     (--id-key), None for the key beside the store. A dataset without DICOM rows is left as it is.
 
-    A row whose header has no PatientID (or that is not DICOM, in a mixed dataset) gets a group of its own, said
-    in the log: a split keeps it whole but cannot know which other images share its patient."""
+    A row whose header has no PatientID (or that is not DICOM, in a mixed dataset) gets a group of its own (the
+    frames of one file, `--frames all`, share one), said in the log: a split keeps it whole but cannot know which
+    other images share its patient."""
     files = _dicom_files(ds)
     if not files:
         return
@@ -52,7 +53,7 @@ def attach_headers(ds, out_dir: Path, id_key: str | None, *, workers: int = 8, p
             groups[i] = key.hash("patient", h.get("IssuerOfPatientID", "") + "\0" + h["PatientID"])
         else:
             no_patient += 1
-            groups[i] = NO_PATIENT_GROUP + key.hash("row", ds.ids[i])
+            groups[i] = NO_PATIENT_GROUP + key.hash("row", split_frame(ds.ids[i])[0])  # a file's frames: one group
     by_dataset = ds.groups is not None
     if not by_dataset:
         ds.groups = groups

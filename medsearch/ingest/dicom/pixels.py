@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from typing import BinaryIO
 
 import numpy as np
@@ -115,7 +116,9 @@ def decode_frame(ds, frame: int | None):
         raise ImageError(f"frame {index} does not exist: the file has {frames} frame(s)")
     out = Dataset()
     try:
-        arr = pixel_array(ds, index=index if frames > 1 else None, ds_out=out)
+        with warnings.catch_warnings():  # pydicom's heuristics about the data ("... matches the expected number
+            warnings.simplefilter("ignore", UserWarning)  # for uncompressed data"): a bad frame still raises
+            arr = pixel_array(ds, index=index if frames > 1 else None, ds_out=out)
     except MemoryError:
         raise ImageError(f"not enough memory to decode its {ds.Rows}x{ds.Columns} pixels") from None
     except Exception as exc:  # every plugin failed, or the data is inconsistent with its header

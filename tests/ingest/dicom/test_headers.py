@@ -124,3 +124,16 @@ def test_a_group_column_is_kept_and_no_dicom_costs_nothing(tmp_path):
     plain = _dataset(pngs, ["a/0.png"])
     attach_headers(plain, tmp_path / "idx2", None, progress=False)
     assert plain.header is None and plain.groups is None and not default_key_path(tmp_path / "idx2").exists()
+
+
+def test_the_frames_of_a_file_without_patient_id_are_one_group(tmp_path):
+    """`--frames all` rows of one file share a group even without a PatientID: a split keeps a cine together."""
+    root, out = tmp_path / "data", tmp_path / "idx"
+    for name in ("a", "b"):
+        write_dicom(root / "benign" / f"{name}.dcm", busi_pixels(1), patient_id=None, study=study_uid(1, 1),
+                    series=series_uid(1, 1))
+    sources = [f"benign/{name}.dcm#{f}" for name in ("a", "b") for f in range(3)]
+    ds = _dataset(root, sources)
+    attach_headers(ds, out, None, progress=False)
+    assert len(set(ds.groups[:3])) == len(set(ds.groups[3:])) == 1 and ds.groups[0] != ds.groups[3]
+    assert all(g.startswith(NO_PATIENT_GROUP) for g in ds.groups)
