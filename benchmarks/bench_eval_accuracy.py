@@ -16,9 +16,9 @@ output says so.
         [--encoders efficientnet-lite0] [--limit 2000] [--heads lr,linear-svc,svc-linear,svc-rbf]
         [--C 0.003,0.01,0.03,0.1] [--no-fusion] [--fusion-heads lr,dvme]
 
---fusion-heads evaluates the fused model in a second run with its own heads (dvme weighs encoders, so it runs
-on the fusion only); both runs use the same seeded split, so their AUCs are on the same test rows, but the
-bootstrap deltas are paired only within a run.
+--fusion-heads evaluates the fused model in a second run with its own heads; both runs use the same seeded split,
+so their AUCs are on the same test rows. For paired deltas against the best single encoder, run one `medsearch
+eval` with the single models and the fusion together (dvme then runs on the fusion only; RESULTS.md, issue 17).
 """
 from __future__ import annotations
 
