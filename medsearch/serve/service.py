@@ -128,19 +128,19 @@ class IndexService:
             return self._encoders[recorded]
 
     def head(self, snap: Snapshot, key: str, m: ModelData):
-        """The head `eval --save-head` saved for this model (INDEX/heads/<model>-<head>.npz: lr first), if one
-        fits this store; None otherwise."""
+        """The head `eval --save-head` saved last for this model or fusion (INDEX/heads/<model>-<head>.npz, any
+        savable head: lr, linear-svc, mlp, dvme), if one fits this store; None otherwise."""
         def load():
+            from ..evaluation.heads import SAVABLE_HEADS
             from ..search.query import load_saved_head
 
             folder = self.directory / "heads"
-            for name in ("lr", "linear-svc"):
-                path = folder / f"{key}-{name}.npz"
-                if path.is_file():
-                    try:
-                        return load_saved_head(str(path), self.directory, snap.data, key, m)
-                    except MedsearchError:
-                        continue
+            saved = [path for name in SAVABLE_HEADS if (path := folder / f"{key}-{name}.npz").is_file()]
+            for path in sorted(saved, key=lambda path: path.stat().st_mtime_ns, reverse=True):
+                try:
+                    return load_saved_head(str(path), self.directory, snap.data, key, m)
+                except MedsearchError:
+                    continue
             return None
         return self._cached((snap.generation, "head", key), load)
 
