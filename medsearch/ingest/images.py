@@ -21,6 +21,16 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".
 MAX_PIXELS = 8192 * 8192
 
 
+FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError)  # a file that is not there to be read
+
+
+def file_error_reason(exc: OSError) -> str:
+    """The one-line reason for one of FILE_ERRORS, the same for every reader of image files."""
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    return "permission denied" if isinstance(exc, PermissionError) else "is a directory, not an image"
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB. High bit-depth images are min-max scaled per image."""
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
@@ -74,12 +84,8 @@ def load_image(path: str | os.PathLike | BinaryIO, *, draft_size: int | None = N
                 return to_rgb(img)
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except IsADirectoryError:
-        raise ImageError("is a directory, not an image") from None
+    except FILE_ERRORS as exc:
+        raise ImageError(file_error_reason(exc)) from None
     except UnidentifiedImageError:
         raise ImageError("not a readable image (unknown or corrupt format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import ImageError
-from ..images import MAX_PIXELS
+from ..images import FILE_ERRORS, MAX_PIXELS, file_error_reason
 from .decoders import NATIVE, SYNTAXES, syntax_name, undecodable_reason
 from .pixel_options import PixelOptions
 
@@ -41,12 +41,8 @@ def read_dataset(src, *, pixels: bool = True):
         src = io.BytesIO(bytes(src))
     try:
         return pydicom.dcmread(src, stop_before_pixels=not pixels)
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except IsADirectoryError:
-        raise ImageError("is a directory, not an image") from None
+    except FILE_ERRORS as exc:
+        raise ImageError(file_error_reason(exc)) from None
     except InvalidDicomError as exc:
         raise ImageError(f"not a readable DICOM file: {_line(exc)}") from None
     except Exception as exc:  # pydicom raises many types on a damaged header (struct, KeyError, EOF...)
