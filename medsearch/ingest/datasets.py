@@ -7,8 +7,8 @@ Three layouts, auto-detected (override with ``layout=``):
 - ``npz``: a MedMNIST-style ``.npz`` with ``train_/val_/test_`` keys; the official split is kept.
 
 DICOM files count as images in class folders and manifests. A plain tree of DICOM files (or a DICOMDIR export)
-has no labels of its own: ``label_tag`` takes them from a header keyword (stored as the ``folders`` layout:
-files under one folder), and without it the scan stops naming that flag. ``frames='all'`` makes each
+has no labels of its own (the ``dicom`` layout): ``label_tag`` takes them from a header keyword, and without it
+the scan stops naming that flag. ``frames='all'`` makes each
 multi-frame DICOM file one row per frame (dicom/tree.py).
 
 layouts.py holds ``Dataset`` and reads folders and npz files; manifest.py reads the csv layout, with
@@ -30,7 +30,7 @@ from .manifest import scan_csv
 __all__ = ["LAYOUT_CHOICES", "scan"]
 
 LAYOUT_CHOICES = ("auto", *LAYOUTS)  # what --layout accepts: a stored layout, or detection
-DICOM_TREE = "dicom-tree"  # detected: a plain tree of DICOM files, stored as the folders layout
+DICOM_TREE = "dicom"  # a plain tree of DICOM files or a DICOMDIR export, labelled by --label-tag
 
 
 def scan(path: str | os.PathLike, *, layout: str = "auto", manifest: str | None = None,
@@ -45,7 +45,7 @@ def scan(path: str | os.PathLike, *, layout: str = "auto", manifest: str | None 
         raise MedsearchError(f"unknown layout '{layout}': use one of {', '.join(LAYOUT_CHOICES)}")
     if task is not None and task not in TASKS:
         raise MedsearchError(f"unknown task '{task}': use one of {', '.join(TASKS)}")
-    if label_tag and (manifest or layout not in ("auto", "folders") or root.is_file()):
+    if label_tag and (manifest or layout not in ("auto", "folders", DICOM_TREE) or root.is_file()):
         raise MedsearchError("--label-tag labels a plain folder tree of DICOM files from their headers; a manifest "
                              "or .npz has its own labels: drop --label-tag or the manifest")
     layout = _detect_layout(root, manifest, label_tag) if layout == "auto" else layout

@@ -94,7 +94,7 @@ def scan_dicom_tree(root: Path, label_tag: str | None):
     reading = (f"labels from the DICOM header keyword {label_tag} ({task}, {len(names)} classes: "
                f"{printable(', '.join(names[:8]))}{', ...' if len(names) > 8 else ''})")
     return Dataset(list(kept), list(kept), np.asarray([code[v] for v in values], np.int64), names, task,
-                   root=str(root.resolve()), layout="folders", reading=reading, dropped=dropped)
+                   root=str(root.resolve()), layout="dicom", reading=reading, dropped=dropped)
 
 
 def _header_value(path: Path, keyword: str) -> tuple[str, str | None]:

@@ -80,11 +80,14 @@ def test_plain_tree_needs_label_tag_and_takes_labels_from_it(tmp_path, tiny):
     res = run_cli("index", root, "--out", tmp_path / "out", "--model", "tiny", "--quiet")
     cli_error_line(res, "--label-tag", "--manifest")
     ds = scan(root, label_tag="BodyPartExamined")
-    assert ds.label_names == ["BREAST", "CHEST"] and ds.task == "binary"
+    assert ds.label_names == ["BREAST", "CHEST"] and ds.task == "binary" and ds.layout == "dicom"
     assert [ds.label_names[y] for y in ds.labels] == ["CHEST", "CHEST", "BREAST", "BREAST"]
     assert ds.dropped == [("P5/ST1/SE1/IM4", "its header has no BodyPartExamined")]
     index_tiny(root, tmp_path / "out", label_tag="BodyPartExamined")
-    assert (read_store(tmp_path / "out").models["tiny"].state == EMBEDDED).all()
+    stored = read_store(tmp_path / "out")
+    assert (stored.models["tiny"].state == EMBEDDED).all() and stored.attrs["layout"] == "dicom"
+    cli_error_line(run_cli("index", root, "--layout", "dicom", "--out", tmp_path / "o2", "--model", "tiny"),
+                   "--label-tag")
     assert "not a DICOM keyword" in raises_one_line(lambda: scan(root, label_tag="BodyPart"))
 
 
