@@ -5,7 +5,10 @@ Real images from ../shared/data, each written as PNG and as DICOM in every trans
 with the test helpers (tests/ingest/dicom/writers.py), into a temporary folder deleted afterwards. Variants:
   grey8  - BUSI ultrasound (256x256, MONOCHROME2, 8 bits);
   rgb8   - ISIC 2018 dermoscopy (224x224 RGB, 8 bits; JPEG baseline as YBR_FULL_422);
-  grey16 - the same BUSI pixels as 12 bits stored in 16 (PNG: 16-bit grey); no JPEG baseline (8 bits only).
+  grey16 - the same BUSI pixels as 12 bits stored in 16 (PNG: 16-bit grey); no JPEG baseline (8 bits only);
+  xray16 - grey16 at a radiograph's size (2048x2500, bicubic upscale; use a small --n): there the frame is
+           box-averaged before windowing (dicom.pixels.reduce_for), and one more pass reads the uncompressed
+           copies whole (reduction off) to show what that saves.
 
 Decoding: each row read as `index` reads it (`RowSource.open` with the store's default pixel options and the
 encoder's draft size), one pass over all images per syntax, PNG passes alternating with DICOM passes (png,
@@ -19,6 +22,7 @@ it (its `bare_rate`, `index_rate`): passes alternate bare, png, native, jpeg, j2
 embedding-phase rate against the mean of the bare passes either side of its round.
 
     .venv/bin/python benchmarks/bench_dicom.py [--n 600] [--rounds 3] [--model efficientnet-lite0]
+    .venv/bin/python benchmarks/bench_dicom.py --variants xray16 --index-variants xray16 --n 60
 """
 from __future__ import annotations
 
@@ -54,7 +58,8 @@ SYNTAXES = (U.ExplicitVRLittleEndian, U.RLELossless, U.JPEGBaseline8Bit, U.JPEGL
             U.JPEG2000Lossless, U.JPEG2000)
 LOSSY = (U.JPEGBaseline8Bit, U.JPEG2000)
 BY_KEYWORD = {s.keyword: s for s in SYNTAXES}  # folder name -> syntax
-VARIANTS = ("grey8", "rgb8", "grey16")
+VARIANTS = ("grey8", "rgb8", "grey16", "xray16")
+XRAY_SIZE = (2048, 2500)  # width, height of the xray16 variant
 
 
 def real_images(variant: str, n: int) -> list[tuple[str, np.ndarray]]:
@@ -69,15 +74,16 @@ def real_images(variant: str, n: int) -> list[tuple[str, np.ndarray]]:
     picked = [(c, ps[i]) for i in range(longest) for c, ps in per_class.items() if i < len(ps)]
     out = []
     for c, p in picked[:n]:
-        grey = np.asarray(Image.open(p).convert("L"))
-        out.append((c, to_12bit(grey) if variant == "grey16" else grey))
+        grey = Image.open(p).convert("L")
+        grey = np.asarray(grey.resize(XRAY_SIZE, Image.BICUBIC) if variant == "xray16" else grey)
+        out.append((c, to_12bit(grey) if variant in ("grey16", "xray16") else grey))
     return out
 
 
 def write_copies(variant: str, images, root: Path) -> dict[str, list[str]]:
     """PNG and one DICOM copy per syntax of every image, in class folders under root/<format>; the sources
     (relative paths) of each format."""
-    syntaxes = [s for s in SYNTAXES if not (variant == "grey16" and s == U.JPEGBaseline8Bit)]
+    syntaxes = [s for s in SYNTAXES if not (variant in ("grey16", "xray16") and s == U.JPEGBaseline8Bit)]
     sources: dict[str, list[str]] = {"png": []}
     for i, (cls, arr) in enumerate(images):
         (root / "png" / cls).mkdir(parents=True, exist_ok=True)
@@ -85,7 +91,7 @@ def write_copies(variant: str, images, root: Path) -> dict[str, list[str]]:
         sources["png"].append(f"{cls}/{i}.png")
         for s in syntaxes:
             (root / s.keyword / cls).mkdir(parents=True, exist_ok=True)
-            tags = {"bits_stored": 12} if variant == "grey16" else {}
+            tags = {"bits_stored": 12} if variant in ("grey16", "xray16") else {}
             write(root / s.keyword / cls / f"{i}.dcm", dataset(arr, **tags), s, arr)
             sources.setdefault(s.keyword, []).append(f"{cls}/{i}.dcm")
     return sources
@@ -118,6 +124,17 @@ def decoding_table(variant: str, root: Path, sources: dict[str, list[str]], draf
         label = syntax_name(str(BY_KEYWORD[name]))
         print(f"{variant:<7} {label:<26} {rate:>9.1f} {png_rate:>9.1f} {rate / png_rate:>9.2f} {mb:>8.1f} "
               f"{'exact' if not diff else f'max |diff| {diff}':>14}", flush=True)
+    if variant == "xray16":  # the uncompressed copies once more, read whole: what reduce_for saves
+        from medsearch.ingest.dicom import pixels
+
+        name, kept = U.ExplicitVRLittleEndian.keyword, pixels.REDUCE_FROM
+        pixels.REDUCE_FROM = 10 ** 9
+        try:
+            rate = decode_pass(root / name, sources[name], draft)[0]
+        finally:
+            pixels.REDUCE_FROM = kept
+        print(f"{variant:<7} {'explicit VR LE, read whole':<26} {rate:>9.1f} {statistics.median(pngs):>9.1f} "
+              f"{rate / statistics.median(pngs):>9.2f}", flush=True)
     png_mb = sum(p.stat().st_size for p in (root / "png").rglob("*.png")) / 1e6
     print(f"{variant:<7} {'PNG (all its passes)':<26} {statistics.median(pngs):>9.1f} {'':>9} {'':>9} {png_mb:>8.1f}",
           flush=True)
@@ -129,6 +146,7 @@ def index_table(variant: str, root: Path, model: str, rounds: int) -> None:
     opts = IndexOptions()
     folders = {"png": root / "png", "native": root / U.ExplicitVRLittleEndian.keyword,
                "jpeg": root / U.JPEGBaseline8Bit.keyword, "j2k": root / U.JPEG2000Lossless.keyword}
+    folders = {fmt: folder for fmt, folder in folders.items() if folder.is_dir()}  # xray16: no JPEG baseline
     enc = load_encoder(model)
     paths = sorted((root / "png").rglob("*.png"))
     ready = np.stack([enc.prepare(load_image(p, draft_size=enc.preprocess.resize)) for p in paths])
@@ -157,8 +175,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=600, help="images per variant")
     ap.add_argument("--rounds", type=int, default=3, help="alternating bare/index rounds")
     ap.add_argument("--model", default="efficientnet-lite0")
-    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    ap.add_argument("--index-variants", nargs="*", choices=("grey8", "rgb8"), default=["grey8", "rgb8"])
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=["grey8", "rgb8", "grey16"])
+    ap.add_argument("--index-variants", nargs="*", choices=("grey8", "rgb8", "xray16"), default=["grey8", "rgb8"])
     args = ap.parse_args()
     opts = IndexOptions()
     print(f"# {platform.machine()} {_cpu_model()}, {embed.available_cores()} cores, torch {torch.__version__} "

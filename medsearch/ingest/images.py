@@ -63,11 +63,12 @@ def load_image(path: str | os.PathLike | BinaryIO, *, draft_size: int | None = N
     fully decoded RGB image, with the same guards either way.
 
     ``draft_size``: the smallest side the caller needs; JPEGs are then decoded at the smallest
-    DCT scale that still gives at least that many pixels on each side. ``pixels`` (dicom.PixelOptions,
+    DCT scale that still gives at least that many pixels on each side, and a DICOM frame far larger than that
+    is box-averaged down before windowing (dicom.pixels.reduce_for). ``pixels`` (dicom.PixelOptions,
     default its defaults) and ``frame`` (from 0; default the middle one) say how a DICOM file is read.
     """
     if _is_dicom_content(path):
-        return _load_dicom(path, pixels, frame)
+        return _load_dicom(path, pixels, frame, draft_size)
     if frame is not None:
         raise ImageError(f"frame {frame} was asked for, but the file is not DICOM")
     try:
@@ -112,13 +113,13 @@ def _is_dicom_content(src) -> bool:
     return is_dicom(src)
 
 
-def _load_dicom(src, pixels, frame: int | None) -> Image.Image:
+def _load_dicom(src, pixels, frame: int | None, draft_size: int | None) -> Image.Image:
     from .dicom.decoders import DICOM_EXTRA
     from .dicom.pixel_options import PixelOptions
 
     try:
         from .dicom.pixels import read_dicom
 
-        return read_dicom(src, options=pixels or PixelOptions(), frame=frame)
+        return read_dicom(src, options=pixels or PixelOptions(), frame=frame, draft_size=draft_size)
     except ImportError as exc:
         raise ImageError(f"a DICOM file, and reading it needs {exc.name or 'pydicom'}: {DICOM_EXTRA}") from None

@@ -22,14 +22,33 @@ from .decoders import NATIVE, SYNTAXES, syntax_name, undecodable_reason
 from .pixel_options import PixelOptions
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+REDUCE_FROM = 4  # a frame is box-averaged down only when it is at least this many times the size needed
 
 
 def read_dicom(src: str | os.PathLike | bytes | BinaryIO, *, options: PixelOptions = PixelOptions(),
-               frame: int | None = None) -> Image.Image:
-    """The RGB image of one frame of a DICOM file (``frame`` from 0; default the middle frame)."""
+               frame: int | None = None, draft_size: int | None = None) -> Image.Image:
+    """The RGB image of one frame of a DICOM file (``frame`` from 0; default the middle frame). ``draft_size``:
+    the smallest side the caller needs (reduce_for)."""
     ds = read_dataset(src)
     arr, ds = decode_frame(ds, frame)
+    if draft_size and str(ds.get("PhotometricInterpretation", "")).strip().upper() != "PALETTE COLOR":
+        arr = reduce_for(arr, draft_size)
     return to_image(arr, ds, options)
+
+
+def reduce_for(arr: np.ndarray, size: int) -> np.ndarray:
+    """A frame at least REDUCE_FROM times ``size`` on its short side, averaged over f x f pixel blocks (f: the
+    largest whole factor that keeps the short side at least ``size``; the last rows and columns short of a whole
+    block are left out), in its own integer type. Why: a radiograph is 2,000-3,000 pixels a side and the encoder
+    needs about 256; windowing and colour conversion at full size cost more than the embedding, as a JPEG's
+    full-scale decode would (images.load_image decodes those at reduced DCT scale for the same reason). Smaller
+    frames are left as they are."""
+    f = min(arr.shape[0], arr.shape[1]) // int(size)
+    if f < REDUCE_FROM:
+        return arr
+    h, w = arr.shape[0] // f * f, arr.shape[1] // f * f
+    mean = arr[:h, :w].reshape(h // f, f, w // f, f, *arr.shape[2:]).mean(axis=(1, 3), dtype=np.float32)
+    return np.rint(mean).astype(arr.dtype) if arr.dtype.kind in "iu" else mean.astype(arr.dtype)
 
 
 def read_dataset(src, *, pixels: bool = True):

@@ -160,3 +160,23 @@ def test_bytes_and_file_objects_read_the_same(tmp_path):
     want = np.asarray(read_dicom(path))
     np.testing.assert_array_equal(np.asarray(read_dicom(path.read_bytes())), want)
     np.testing.assert_array_equal(np.asarray(read_dicom(io.BytesIO(path.read_bytes()))), want)
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_a_frame_far_larger_than_needed_is_averaged_down_before_windowing(tmp_path, colour):
+    """draft_size (what `index` and `query` pass: the encoder's resize): a radiograph-sized frame comes back
+    box-averaged to at least that size, close to the full-size image shrunk the same way; a frame under 4x the
+    size needed is read whole."""
+    from PIL import Image
+
+    small = isic_rgb(0, size=128) if colour else busi_grey(0, size=128)
+    big = np.asarray(Image.fromarray(small).resize((1100, 1400), Image.BICUBIC))
+    arr = big if colour else to_12bit(big)
+    tags = {} if colour else {"bits_stored": 12, "WindowCenter": 1800, "WindowWidth": 3000}
+    path = write(tmp_path / "big.dcm", dataset(arr, **tags), arr=arr)
+    whole = read_dicom(path)
+    reduced = read_dicom(path, draft_size=256)
+    assert whole.size == (1100, 1400) and reduced.size == (275, 350)  # 1100 // 256 = 4 x 4 blocks
+    shrunk = np.asarray(whole.resize(reduced.size, Image.BOX), dtype=float)
+    assert np.abs(np.asarray(reduced, dtype=float) - shrunk).mean() < 1.0
+    assert read_dicom(path, draft_size=300).size == (1100, 1400)  # 1100 // 300 = 3: under 4x, read whole
