@@ -25,7 +25,7 @@ from ..storage.embeddings import Embeddings
 from ..storage.store import ModelData, StoreData, commit_store, model_key, provenance
 from .datasets import scan
 from .dicom.headers import attach_headers
-from .dicom.pixel_options import PIXELS_ATTR, pixel_options_of
+from .dicom.pixel_options import PIXELS_ATTR, PixelOptions, pixel_options_of
 from .layouts import Dataset
 from .duplicates import embedding_duplicates, file_duplicates
 from .embed import embed_rows
@@ -63,6 +63,7 @@ def index_dataset(dataset: str, options: IndexOptions | None = None, **overrides
     ds.pixels = pixels
     out_dir = _out_dir(opts.out, ds)
     attach_headers(ds, out_dir, opts.id_key, workers=opts.workers, progress=opts.progress)
+    _check_dicom_options(ds, opts)
     summary = IndexSummary(dataset=ds.root, out=str(out_dir), rows=len(ds), task=ds.task, reading=ds.reading,
                            dropped_manifest_rows=[{"id": rid, "reason": why} for rid, why in ds.dropped])
     with WriterLock(out_dir):
@@ -94,10 +95,24 @@ def _out_dir(out: str | None, ds: Dataset) -> Path:
     return out_dir
 
 
+def _check_dicom_options(ds: Dataset, opts: IndexOptions) -> None:
+    """Refuse DICOM options on a dataset without DICOM files: silently ignored, they would let a user believe
+    ids were hashed with their key, or pixels windowed their way."""
+    if ds.header is not None:
+        return
+    given = [flag for flag, used in (("--window", ds.pixels.window != PixelOptions().window),
+                                     ("--frames", ds.pixels.frames != PixelOptions().frames),
+                                     ("--id-key", opts.id_key is not None)) if used]
+    if given:
+        verb = "apply" if len(given) > 1 else "applies"
+        raise MedsearchError(f"{' and '.join(given)} {verb} to DICOM files, and '{printable(ds.root)}' has none: "
+                             f"drop {'them' if len(given) > 1 else 'it'}")
+
+
 def _record_pixels(data: StoreData, ds: Dataset, out_dir: Path) -> None:
     """Record how DICOM rows are read (--window, --frames), so `query` and `serve` read them the same way;
     refuse a store built with other settings (a store older than the record was built with the defaults)."""
-    if ds.layout == "npz":
+    if ds.layout == "npz" or ds.header is None:  # no DICOM rows: nothing is read with these settings
         return
     if len(data):
         have = pixel_options_of(data.attrs)

@@ -159,3 +159,21 @@ def test_hostile_files_are_skipped_through_index(tmp_path, tiny):
             why = m.reason[r]
             assert m.state[r] != EMBEDDED and "\n" not in why and re.search(reasons[os.path.basename(source)], why), \
                 (source, why)
+
+
+def test_dicom_options_on_a_dataset_without_dicom_are_refused(tmp_path, tiny):
+    """--window, --frames and --id-key would be silently ignored on PNG files: refused in one line, and a PNG
+    store records no DICOM pixel settings (so a later run with other settings is not refused for them)."""
+    from PIL import Image
+
+    for c, name in enumerate(["a", "b"]):
+        (tmp_path / "ds" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(isic_rgb(3 * c + i)).save(tmp_path / "ds" / name / f"{i}.png")
+    message = raises_one_line(lambda: index_tiny(tmp_path / "ds", tmp_path / "out", window="lung"))
+    assert "--window applies to DICOM files" in message and "drop it" in message
+    message = raises_one_line(lambda: index_tiny(tmp_path / "ds", tmp_path / "out", frames="all",
+                                                 id_key=str(tmp_path / "k")))
+    assert "--frames and --id-key apply to DICOM files" in message
+    index_tiny(tmp_path / "ds", tmp_path / "out")
+    assert "dicom_pixels" not in read_store(tmp_path / "out").attrs
