@@ -115,15 +115,22 @@ def decoding_table(variant: str, root: Path, sources: dict[str, list[str]], draf
         rate, arrays = decode_pass(root / name, sources[name], draft)
         pngs.append(decode_pass(root / "png", sources["png"], draft)[0])
         native = arrays if name == U.ExplicitVRLittleEndian.keyword else native
-        diff = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(arrays, native))
+        # xray16's JPEG 2000 frames are decoded at a reduced wavelet level (dicom/j2k_reduced.py), the others
+        # averaged down: not the same pixels by design, so compared on their common part by mean difference
+        by_level = variant == "xray16" and name in (U.JPEG2000Lossless.keyword, U.JPEG2000.keyword)
+        pairs = [(a[:min(len(a), len(b))].astype(int), b[:min(len(a), len(b))].astype(int))
+                 for a, b in zip(arrays, native)]
+        diff = max(int(np.abs(a - b).max()) for a, b in pairs)
+        mean_diff = float(np.mean([np.abs(a - b).mean() for a, b in pairs]))
         lossless = BY_KEYWORD[name] not in LOSSY
-        if lossless and diff:
+        if lossless and diff and not by_level:
             raise SystemExit(f"{variant} {name}: a lossless syntax decoded to other pixels (max diff {diff})")
         mb = sum(p.stat().st_size for p in (root / name).rglob("*.dcm")) / 1e6
         png_rate = (pngs[-2] + pngs[-1]) / 2
         label = syntax_name(str(BY_KEYWORD[name]))
+        pixels = f"level: mean {mean_diff:.2f}" if by_level else "exact" if not diff else f"max |diff| {diff}"
         print(f"{variant:<7} {label:<26} {rate:>9.1f} {png_rate:>9.1f} {rate / png_rate:>9.2f} {mb:>8.1f} "
-              f"{'exact' if not diff else f'max |diff| {diff}':>14}", flush=True)
+              f"{pixels:>14}", flush=True)
     if variant == "xray16":  # the uncompressed copies once more, read whole: what reduce_for saves
         from medsearch.ingest.dicom import pixels
 

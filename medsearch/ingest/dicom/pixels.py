@@ -30,10 +30,32 @@ def read_dicom(src: str | os.PathLike | bytes | BinaryIO, *, options: PixelOptio
     """The RGB image of one frame of a DICOM file (``frame`` from 0; default the middle frame). ``draft_size``:
     the smallest side the caller needs (reduce_for)."""
     ds = read_dataset(src)
-    arr, ds = decode_frame(ds, frame)
+    arr = _reduced_j2k(ds, frame, draft_size) if draft_size else None
+    if arr is None:
+        arr, ds = decode_frame(ds, frame)
     if draft_size and str(ds.get("PhotometricInterpretation", "")).strip().upper() != "PALETTE COLOR":
         arr = reduce_for(arr, draft_size)
     return to_image(arr, ds, options)
+
+
+def _reduced_j2k(ds, frame: int | None, draft_size: int) -> np.ndarray | None:
+    """A grey JPEG 2000 frame far larger than needed, decoded at a reduced resolution level (j2k_reduced);
+    None where that does not apply (the frame is then decoded whole)."""
+    from .j2k_reduced import reduced_frame
+
+    uid, frames = check_decodable(ds)
+    factor = min(int(ds.Rows), int(ds.Columns)) // int(draft_size)
+    if factor < REDUCE_FROM:
+        return None
+    return reduced_frame(ds, uid, _frame_index(frames, frame), frames, factor)
+
+
+def _frame_index(frames: int, frame: int | None) -> int:
+    """Frame ``frame`` (default: the middle one), refused when the file has no such frame."""
+    index = frames // 2 if frame is None else frame
+    if not 0 <= index < frames:
+        raise ImageError(f"frame {index} does not exist: the file has {frames} frame(s)")
+    return index
 
 
 def reduce_for(arr: np.ndarray, size: int) -> np.ndarray:
@@ -126,9 +148,7 @@ def decode_frame(ds, frame: int | None):
     from pydicom.pixels import pixel_array
 
     uid, frames = check_decodable(ds)
-    index = frames // 2 if frame is None else frame
-    if not 0 <= index < frames:
-        raise ImageError(f"frame {index} does not exist: the file has {frames} frame(s)")
+    index = _frame_index(frames, frame)
     out = Dataset()
     try:
         with warnings.catch_warnings():  # pydicom's heuristics about the data ("... matches the expected number

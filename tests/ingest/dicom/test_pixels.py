@@ -180,3 +180,31 @@ def test_a_frame_far_larger_than_needed_is_averaged_down_before_windowing(tmp_pa
     shrunk = np.asarray(whole.resize(reduced.size, Image.BOX), dtype=float)
     assert np.abs(np.asarray(reduced, dtype=float) - shrunk).mean() < 1.0
     assert read_dicom(path, draft_size=300).size == (1100, 1400)  # 1100 // 300 = 3: under 4x, read whole
+
+
+def test_a_large_grey_jpeg2000_frame_is_decoded_at_a_reduced_resolution_level(tmp_path):
+    """JPEG 2000 radiographs: Pillow's OpenJPEG decodes a wavelet level of the frame instead of all of it. The
+    stored values come back at their own bit depth (Pillow scales a 12-bit stream to 16 bits), close to the whole
+    frame averaged down; colour frames are left to pydicom."""
+    from PIL import Image
+    from pydicom import dcmread
+
+    from medsearch.ingest.dicom.j2k_reduced import reduced_frame
+
+    big = to_12bit(np.asarray(Image.fromarray(busi_grey(1, size=128)).resize((1100, 1400), Image.BICUBIC)))
+    tags = {"bits_stored": 12, "WindowCenter": 1800, "WindowWidth": 3000}
+    path = write(tmp_path / "big.dcm", dataset(big, **tags), U.JPEG2000Lossless, arr=big)
+    ds = dcmread(path)
+    half = reduced_frame(ds, str(ds.file_meta.TransferSyntaxUID), 0, 1, factor=2)
+    box = big[:1400, :1100].reshape(700, 2, 550, 2).mean(axis=(1, 3))
+    assert half.dtype == np.uint16 and half.shape == (700, 550) and half.max() < 4096
+    assert np.abs(half - box).mean() < 0.01 * 4095  # a wavelet low-pass of the stored values, not 16x them
+    reduced, whole = read_dicom(path, draft_size=256), read_dicom(path)
+    assert reduced.size == (275, 350)  # level 2: a quarter of each side
+    shrunk = np.asarray(whole.resize(reduced.size, Image.BOX), dtype=float)
+    # the wavelet's own low-pass, not a box: within 2.5 grey levels of 255 on average (a wrong bit depth or level
+    # would be off by tens)
+    assert np.abs(np.asarray(reduced, dtype=float) - shrunk).mean() < 2.5
+    rgb = np.asarray(Image.fromarray(isic_rgb(0, size=128)).resize((1100, 1400)))
+    colour = dcmread(write(tmp_path / "rgb.dcm", dataset(rgb), U.JPEG2000Lossless, arr=rgb))
+    assert reduced_frame(colour, str(colour.file_meta.TransferSyntaxUID), 0, 1, factor=4) is None
