@@ -1,8 +1,8 @@
 """A JPEG 2000 frame decoded at a reduced resolution level, for a caller that needs far fewer pixels.
 
 JPEG 2000 stores an image as wavelet resolution levels, so OpenJPEG can stop decoding at 1/2, 1/4, 1/8 of the size
-at a fraction of the cost. A radiograph of 2,000-3,000 pixels a side takes a quarter of a second to decode whole,
-and `index` needs about 256. pydicom's JPEG 2000 plugins do not expose that level, but Pillow's JPEG 2000 reader
+at a fraction of the cost of the whole frame: a radiograph is 2,000-3,000 pixels a side, and `index` needs about
+256 (benchmarks/RESULTS.md has the measurement). pydicom's JPEG 2000 plugins do not expose that level, but Pillow's JPEG 2000 reader
 does (``Image.reduce``), so a grey, unsigned frame is decoded through Pillow. Anything else returns None and is
 decoded whole by pydicom, as before: colour (its component transform), signed samples, a JP2 file wrapper, or a
 stream Pillow cannot read.
