@@ -12,8 +12,9 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from pydicom.uid import JPEG2000, JPEG2000Lossless
 
-J2K_SYNTAXES = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")  # JPEG 2000 lossless, JPEG 2000
+J2K_SYNTAXES = (JPEG2000Lossless, JPEG2000)
 SIZ_START = b"\xff\x4f\xff\x51"  # a raw codestream: SOC, then the SIZ marker
 SSIZ_OFFSET = 42  # SOC, SIZ, Lsiz, Rsiz, 8 x 4 bytes of sizes and offsets, Csiz: then the first Ssiz
 

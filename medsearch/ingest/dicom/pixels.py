@@ -41,8 +41,11 @@ def read_dicom(src: str | os.PathLike | bytes | BinaryIO, *, options: PixelOptio
 def _reduced_j2k(ds, frame: int | None, draft_size: int) -> np.ndarray | None:
     """A grey JPEG 2000 frame far larger than needed, decoded at a reduced resolution level (j2k_reduced);
     None where that does not apply (the frame is then decoded whole)."""
-    from .j2k_reduced import reduced_frame
+    from .j2k_reduced import J2K_SYNTAXES, reduced_frame
 
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or str(meta.get("TransferSyntaxUID", "")).strip() not in J2K_SYNTAXES:
+        return None  # every other syntax: decode_frame checks and decodes it, once
     uid, frames = check_decodable(ds)
     factor = min(int(ds.Rows), int(ds.Columns)) // int(draft_size)
     if factor < REDUCE_FROM:
