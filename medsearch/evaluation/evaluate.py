@@ -39,7 +39,7 @@ from .label_curves import label_curves
 from .eval_results import FORMAT, EvalConfig, EvalResult, Reference, StoreInfo
 from .rounds import make_problem
 from .saved_head import save_evaluated_head
-from .scoring import model_heads, score_model
+from .scoring import check_block_heads, model_heads, score_model
 
 __all__ = ["evaluate"]
 
@@ -57,8 +57,6 @@ def evaluate(index_dir, options: EvalOptions | None = None, **overrides) -> Eval
     reference = _reference(options.reference)
     data = read_store(index_dir)
     keys = _model_keys(data, options.models)
-    from .scoring import check_block_heads
-
     check_block_heads(options.heads, keys)  # before any model is scored, not after the first
     log = EvalLog(options.progress)
     rows, where_note = _where_rows(data, _common_rows(data, keys), options, log)

@@ -24,11 +24,16 @@ def fused_head_model(data, head) -> tuple[int, dict] | None:
     return sum(int(data.models[p].dim) for p in parts(head.model_key)), fused_provenance(data, head.model_key)
 
 
-def fused_queries(data, key: str, images: list[str], read, encoder_for, device: str = "cpu") -> np.ndarray:
+def fused_queries(data, key: str, images: list[str], read, encoder_for, device: str = "cpu",
+                  known: dict | None = None) -> np.ndarray:
     """The fused vectors of ``images`` for model ``key``: ``read(path, draft_size)`` decodes a query image,
-    ``encoder_for(model, device=...)`` rebuilds a part's encoder from its provenance."""
+    ``encoder_for(model, device=...)`` rebuilds a part's encoder from its provenance; ``known``: the images'
+    embeddings by a part already computed (the model `query` searches), not encoded again."""
     blocks = []
     for part in parts(key):
+        if known and part in known:
+            blocks.append(known[part])
+            continue
         encoder = encoder_for(data.models[part], device=device)
         batch = np.stack([encoder.prepare(read(p, encoder.preprocess.resize)) for p in images])
         blocks.append(encoder.encode(batch))

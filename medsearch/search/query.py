@@ -49,7 +49,7 @@ def query(images: list[str], *, index_dir: str, options: QueryOptions | None = N
     batch = np.stack([encoder.prepare(read(p, encoder.preprocess.resize)) for p in images])
     queries = encoder.encode(batch)
     head_inputs = queries if saved_head is None or saved_head.model_key == key else \
-        fused_queries(data, saved_head.model_key, images, read, encoder_for, options.device)
+        fused_queries(data, saved_head.model_key, images, read, encoder_for, options.device, known={key: queries})
     excluded = _rows_of_ids(data, options.exclude_ids)
     filtered = np.flatnonzero(~where_mask(data, parse_where(options.where)))
     sims, rows, own_rows = _search_without_self(data, m, faiss_index, how, queries, images, options, excluded,
